@@ -1,0 +1,39 @@
+// swift-tools-version:6.0
+import PackageDescription
+
+/// Fovea: CNN image classification on CPU, on top of oneDNN.
+let optimise: [SwiftSetting] = [.unsafeFlags(["-Ounchecked", "-wmo"], .when(configuration: .release))]
+
+let package = Package(
+    name: "Fovea",
+    platforms: [.macOS(.v13)],
+    products: [
+        .library(name: "Fovea", targets: ["FoveaTensor", "FoveaNN", "FoveaOptim", "FoveaData", "FoveaModels", "FoveaTrain"]),
+        .executable(name: "fovea", targets: ["fovea"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+    ],
+    targets: [
+        .systemLibrary(name: "CDNNL", path: "Sources/CDNNL",
+                       providers: [.apt(["libdnnl-dev"])]),
+        .systemLibrary(name: "CImageCodecs", path: "Sources/CImageCodecs",
+                       providers: [.apt(["libjpeg62-turbo-dev", "libpng-dev", "zlib1g-dev"])]),
+        .target(name: "FoveaTensor", dependencies: ["CDNNL"]),
+        .target(name: "FoveaNN", dependencies: ["FoveaTensor"]),
+        .target(name: "FoveaOptim", dependencies: ["FoveaNN"]),
+        .target(name: "FoveaData", dependencies: ["FoveaTensor", "CImageCodecs"]),
+        .target(name: "FoveaModels", dependencies: ["FoveaNN"]),
+        .target(name: "FoveaTrain", dependencies: ["FoveaTensor", "FoveaNN", "FoveaOptim", "FoveaData", "FoveaModels"]),
+        .executableTarget(name: "fovea", dependencies: [
+            "FoveaTrain",
+            .product(name: "ArgumentParser", package: "swift-argument-parser"),
+        ]),
+        .testTarget(name: "FoveaTensorTests", dependencies: ["FoveaTensor"]),
+        .testTarget(name: "FoveaNNTests", dependencies: ["FoveaNN", "FoveaOptim"]),
+        .testTarget(name: "FoveaDataTests", dependencies: ["FoveaData"]),
+        .testTarget(name: "FoveaModelsTests", dependencies: ["FoveaModels", "FoveaOptim"]),
+        .testTarget(name: "FoveaTrainTests", dependencies: ["FoveaTrain"]),
+    ],
+    swiftLanguageModes: [.v5]
+)

@@ -1,0 +1,5 @@
+// Image and compression codecs: libjpeg-turbo, libpng, zlib (Debian packages).
+#include <stdio.h>
+#include <zlib.h>
+#include <jpeglib.h>
+#include <png.h>

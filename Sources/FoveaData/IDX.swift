@@ -1,0 +1,209 @@
+import CImageCodecs
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// One IDX file of unsigned bytes: the format of MNIST, Fashion-MNIST, KMNIST and EMNIST.
+///
+/// An IDX file is a 4-byte magic number `00 00 <type> <rank>`, then `rank` big-endian `UInt32`
+/// dimensions, then the elements in row-major order. Only type 0x08 (unsigned byte) is read,
+/// because every dataset of the MNIST family uses it. Files may be gzip-compressed (`.gz`);
+/// compression is detected from the content (bytes `1F 8B`), not from the file name.
+public struct IDXFile: Equatable, Sendable {
+    /// The dimensions from the header, outermost first (e.g. `[60000, 28, 28]`).
+    public var dimensions: [Int]
+    /// The elements in row-major order; `bytes.count` is the product of `dimensions`.
+    public var bytes: [UInt8]
+
+    /// The most bytes a file, compressed or decompressed, may hold (4 GiB): a guard against
+    /// headers or gzip streams that would exhaust memory.
+    public static let maximumByteCount = 1 << 32
+
+    /// Creates a file from dimensions and row-major elements.
+    public init(dimensions: [Int], bytes: [UInt8]) {
+        self.dimensions = dimensions
+        self.bytes = bytes
+    }
+
+    /// Reads and validates the IDX file at `path`, decompressing it first if it is gzip.
+    ///
+    /// - Throws: `DatasetError` naming `path`: `.unreadableFile`, `.tooLarge`, `.corruptGzip`,
+    ///   `.badMagic`, `.unsupportedDataType`, `.dimensionsTooLarge`, `.truncated` or `.sizeMismatch`.
+    public static func read(path: String) throws -> IDXFile {
+        // Room for the largest header (4 + 4 × 255 bytes) on top of the element limit.
+        let limit = maximumByteCount + 1024
+        let contents = try readWholeFile(path: path, limit: limit)
+        if Gzip.isCompressed(contents) {
+            return try decode(Gzip.decompress(contents, path: path, limit: limit), path: path)
+        }
+        return try decode(contents, path: path)
+    }
+
+    /// Parses uncompressed IDX `contents`; `path` is only used in error messages.
+    ///
+    /// The byte counts in `.truncated` and `.sizeMismatch` are whole-file sizes, header included.
+    public static func decode(_ contents: [UInt8], path: String) throws -> IDXFile {
+        guard contents.count >= 4 else {
+            throw DatasetError.truncated(path: path, expectedBytes: 4, actualBytes: contents.count)
+        }
+        let magic = contents[0..<4].reduce(UInt32(0)) { $0 << 8 | UInt32($1) }
+        let knownTypes: Set<UInt8> = [0x08, 0x09, 0x0B, 0x0C, 0x0D, 0x0E]
+        guard contents[0] == 0, contents[1] == 0, knownTypes.contains(contents[2]) else {
+            throw DatasetError.badMagic(path: path, found: magic)
+        }
+        guard contents[2] == 0x08 else {
+            throw DatasetError.unsupportedDataType(path: path, code: contents[2])
+        }
+        let rank = Int(contents[3])
+        let headerLength = 4 + 4 * rank
+        guard contents.count >= headerLength else {
+            throw DatasetError.truncated(path: path, expectedBytes: headerLength, actualBytes: contents.count)
+        }
+        var dimensions: [Int] = []
+        for axis in 0..<rank {
+            let start = 4 + 4 * axis
+            dimensions.append(Int(contents[start..<start + 4].reduce(UInt32(0)) { $0 << 8 | UInt32($1) }))
+        }
+        var elementCount = 1
+        for dimension in dimensions {
+            let (product, overflow) = elementCount.multipliedReportingOverflow(by: dimension)
+            guard !overflow, product <= maximumByteCount else {
+                throw DatasetError.dimensionsTooLarge(path: path, dimensions: dimensions)
+            }
+            elementCount = product
+        }
+        let expected = headerLength + elementCount
+        if contents.count < expected {
+            throw DatasetError.truncated(path: path, expectedBytes: expected, actualBytes: contents.count)
+        }
+        if contents.count > expected {
+            throw DatasetError.sizeMismatch(path: path, expectedBytes: expected, actualBytes: contents.count)
+        }
+        return IDXFile(dimensions: dimensions, bytes: Array(contents[headerLength...]))
+    }
+
+    /// The uncompressed IDX encoding of this file (type 0x08); the inverse of `decode`.
+    ///
+    /// Dimensions must each fit in a `UInt32` and there may be at most 255 of them.
+    public func encoded() -> [UInt8] {
+        var result: [UInt8] = [0, 0, 0x08, UInt8(truncatingIfNeeded: dimensions.count)]
+        result.reserveCapacity(4 + 4 * dimensions.count + bytes.count)
+        for dimension in dimensions {
+            let value = UInt32(truncatingIfNeeded: dimension)
+            result += [UInt8(value >> 24), UInt8(value >> 16 & 0xFF), UInt8(value >> 8 & 0xFF), UInt8(value & 0xFF)]
+        }
+        return result + bytes
+    }
+}
+
+/// Reads the whole file at `path`, refusing files larger than `limit` bytes.
+func readWholeFile(path: String, limit: Int) throws -> [UInt8] {
+    let descriptor = open(path, O_RDONLY)
+    guard descriptor >= 0 else { throw DatasetError.unreadableFile(path: path, reason: systemError()) }
+    defer { close(descriptor) }
+    var status = stat()
+    guard fstat(descriptor, &status) == 0 else {
+        throw DatasetError.unreadableFile(path: path, reason: systemError())
+    }
+    let size = Int(status.st_size)
+    guard size <= limit else { throw DatasetError.tooLarge(path: path, limitBytes: limit) }
+    var bytes = [UInt8](repeating: 0, count: size)
+    var filled = 0
+    try bytes.withUnsafeMutableBytes { buffer in
+        guard let base = buffer.baseAddress else { return }
+        while filled < size {
+            let result = read(descriptor, base + filled, size - filled)
+            if result < 0 {
+                if errno == EINTR { continue }
+                throw DatasetError.unreadableFile(path: path, reason: systemError())
+            }
+            if result == 0 { break }  // The file shrank while we were reading it.
+            filled += result
+        }
+    }
+    if filled < size { bytes.removeLast(size - filled) }
+    return bytes
+}
+
+/// The message for the current `errno`.
+private func systemError() -> String { String(cString: strerror(errno)) }
+
+/// Streaming gzip decompression through zlib, strict about truncation and trailing garbage.
+enum Gzip {
+    /// Whether `bytes` starts with the gzip magic number `1F 8B`.
+    static func isCompressed(_ bytes: [UInt8]) -> Bool {
+        bytes.count >= 2 && bytes[0] == 0x1F && bytes[1] == 0x8B
+    }
+
+    /// Decompresses every gzip member of `input`, refusing output beyond `limit` bytes.
+    static func decompress(_ input: [UInt8], path: String, limit: Int) throws -> [UInt8] {
+        func failure(_ reason: String) -> DatasetError { .corruptGzip(path: path, reason: reason) }
+        var stream = z_stream()
+        // 16 + MAX_WBITS asks zlib for a gzip wrapper (header and CRC-32 trailer), not zlib's own.
+        guard inflateInit2_(&stream, 16 + MAX_WBITS, zlibVersion(), Int32(MemoryLayout<z_stream>.size)) == Z_OK else {
+            throw failure("zlib could not be initialised")
+        }
+        defer { inflateEnd(&stream) }
+
+        var output: [UInt8] = []
+        output.reserveCapacity(sizeHint(input))
+        let chunkSize = 1 << 18
+        let chunk = UnsafeMutablePointer<UInt8>.allocate(capacity: chunkSize)
+        defer { chunk.deallocate() }
+
+        return try input.withUnsafeBufferPointer { source -> [UInt8] in
+            guard let base = source.baseAddress else { throw failure("the file is empty") }
+            var fed = 0  // Bytes handed to zlib so far; fed in pieces because avail_in is 32-bit.
+            while true {
+                if stream.avail_in == 0 && fed < source.count {
+                    let piece = min(source.count - fed, 1 << 30)
+                    stream.next_in = UnsafeMutablePointer(mutating: base + fed)
+                    stream.avail_in = uInt(piece)
+                    fed += piece
+                }
+                stream.next_out = chunk
+                stream.avail_out = uInt(chunkSize)
+                let status = inflate(&stream, Z_NO_FLUSH)
+                let produced = chunkSize - Int(stream.avail_out)
+                guard output.count + produced <= limit else {
+                    throw DatasetError.tooLarge(path: path, limitBytes: limit)
+                }
+                output.append(contentsOf: UnsafeBufferPointer(start: chunk, count: produced))
+                switch status {
+                case Z_OK:
+                    continue
+                case Z_STREAM_END:
+                    let remaining = Int(stream.avail_in) + (source.count - fed)
+                    if remaining == 0 { return output }
+                    // Concatenated members are legal gzip (`cat a.gz b.gz`); anything else is not.
+                    let next = source.count - remaining
+                    guard remaining >= 2, source[next] == 0x1F, source[next + 1] == 0x8B else {
+                        throw failure("\(remaining) bytes of unexpected data follow the end of the gzip stream")
+                    }
+                    guard inflateReset(&stream) == Z_OK else { throw failure("zlib could not be reset") }
+                case Z_BUF_ERROR where stream.avail_in == 0 && fed == source.count:
+                    throw failure("the stream is truncated after \(source.count) compressed bytes")
+                case Z_DATA_ERROR:
+                    let detail = stream.msg.map { String(cString: $0) } ?? "invalid compressed data"
+                    throw failure(detail)
+                case Z_MEM_ERROR:
+                    throw failure("zlib ran out of memory")
+                case Z_NEED_DICT:
+                    throw failure("the stream needs a preset dictionary")
+                default:
+                    throw failure("zlib returned status \(status)")
+                }
+            }
+        }
+    }
+
+    /// A capacity to reserve: the trailer's size (modulo 2³²), bounded by what is plausible.
+    private static func sizeHint(_ input: [UInt8]) -> Int {
+        guard input.count >= 18 else { return 0 }
+        let trailer = input.suffix(4).reversed().reduce(0) { $0 << 8 | Int($1) }
+        // DEFLATE cannot expand more than about 1032 : 1, so a larger claim is a lie.
+        return min(trailer, input.count * 1032, 1 << 30)
+    }
+}

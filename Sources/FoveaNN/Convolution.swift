@@ -1,0 +1,58 @@
+import FoveaTensor
+
+/// 2-D convolution layer: weight (out, in/groups, kh, kw), optional bias (out).
+public final class Conv2D: Layer {
+    public let weight: Parameter
+    public let bias: Parameter?
+    /// Stride, padding, dilation and groups.
+    public let geometry: ConvolutionGeometry
+
+    /// Creates a convolution with PyTorch's default initialisation unless `initializer` says otherwise.
+    public init(inputChannels: Int, outputChannels: Int, kernelSize: [Int], stride: [Int] = [1, 1], padding: [Int] = [0, 0],
+                dilation: [Int] = [1, 1], groups: Int = 1, bias: Bool = true,
+                initializer: Initializer = .pytorchDefault) throws {
+        guard inputChannels > 0, outputChannels > 0, groups > 0, inputChannels % groups == 0, outputChannels % groups == 0,
+              kernelSize.count == 2, kernelSize.allSatisfy({ $0 > 0 }) else {
+            throw TensorError.invalidArgument(operation: "Conv2D",
+                message: "in \(inputChannels), out \(outputChannels), kernel \(kernelSize), groups \(groups) do not fit")
+        }
+        let shape = [outputChannels, inputChannels / groups] + kernelSize
+        weight = Parameter(Initialization.make(shape, initializer))
+        self.bias = bias ? Parameter(Initialization.bias(count: outputChannels, fanIn: shape[1...].reduce(1, *))) : nil
+        geometry = ConvolutionGeometry(stride: stride, padding: padding, dilation: dilation, groups: groups)
+    }
+
+    /// Square-kernel convenience initialiser.
+    public convenience init(_ inputChannels: Int, _ outputChannels: Int, kernelSize: Int, stride: Int = 1, padding: Int = 0,
+                            dilation: Int = 1, groups: Int = 1, bias: Bool = true,
+                            initializer: Initializer = .pytorchDefault) throws {
+        try self.init(inputChannels: inputChannels, outputChannels: outputChannels, kernelSize: [kernelSize, kernelSize],
+                      stride: [stride, stride], padding: [padding, padding], dilation: [dilation, dilation], groups: groups,
+                      bias: bias, initializer: initializer)
+    }
+
+    public func callAsFunction(_ x: Tensor) throws -> Tensor {
+        try conv2d(x, weight: weight.tracked, bias: bias?.tracked, geometry: geometry,
+                   name: "Conv2D(\(weight.value.shape[1] * geometry.groups)→\(weight.value.shape[0]))")
+    }
+}
+
+/// Fully connected layer: weight (out, in), optional bias (out). Flattens 4-D inputs first.
+public final class Linear: Layer {
+    public let weight: Parameter
+    public let bias: Parameter?
+
+    /// Creates a linear layer with PyTorch's default initialisation unless `initializer` says otherwise.
+    public init(_ inputFeatures: Int, _ outputFeatures: Int, bias: Bool = true, initializer: Initializer = .pytorchDefault) throws {
+        guard inputFeatures > 0, outputFeatures > 0 else {
+            throw TensorError.invalidArgument(operation: "Linear", message: "sizes \(inputFeatures)→\(outputFeatures) must be positive")
+        }
+        weight = Parameter(Initialization.make([outputFeatures, inputFeatures], initializer))
+        self.bias = bias ? Parameter(Initialization.bias(count: outputFeatures, fanIn: inputFeatures)) : nil
+    }
+
+    public func callAsFunction(_ x: Tensor) throws -> Tensor {
+        try linear(x.shape.count == 2 ? x : x.flattened(), weight: weight.tracked, bias: bias?.tracked,
+                   name: "Linear(\(weight.value.shape[1])→\(weight.value.shape[0]))")
+    }
+}

@@ -1,0 +1,127 @@
+import FoveaTensor
+
+/// A building block of a network: maps a tensor to a tensor and owns parameters, buffers and sub-layers
+/// as stored properties, which `namedParameters()`, `namedBuffers()` and `train()`/`eval()` find by reflection.
+public protocol Layer: AnyObject {
+    /// Applies the layer. Throws `TensorError` naming the layer when the input shape does not fit.
+    func callAsFunction(_ x: Tensor) throws -> Tensor
+    /// State-dict names for children whose key differs from the property name (e.g. `runningMean` → `running_mean`).
+    var stateKeys: [String: String] { get }
+    /// The direct children (parameters, buffers, layers) with their state-dict names, in declaration order.
+    var namedChildren: [(String, Any)] { get }
+}
+
+/// A layer whose behaviour differs between training and evaluation (batch norm, dropout).
+public protocol ModeDependentLayer: Layer {
+    /// True in training mode.
+    var isTraining: Bool { get set }
+}
+
+extension Layer {
+    public var stateKeys: [String: String] { [:] }
+
+    public var namedChildren: [(String, Any)] {
+        var children: [(String, Any)] = []
+        var mirror: Mirror? = Mirror(reflecting: self)
+        var levels: [Mirror] = []
+        while let current = mirror { levels.append(current); mirror = current.superclassMirror }
+        for level in levels.reversed() {
+            for child in level.children {
+                guard let label = child.label else { continue }
+                let name = stateKeys[label] ?? label
+                if let array = child.value as? [Layer] {
+                    for (index, layer) in array.enumerated() { children.append(("\(name).\(index)", layer)) }
+                } else if let value = unwrapOptional(child.value), value is Parameter || value is Buffer || value is Layer {
+                    children.append((name, value))
+                }
+            }
+        }
+        return children
+    }
+
+    /// Every trainable parameter with its torchvision-style dotted key (`layer1.0.conv1.weight`).
+    public func namedParameters() -> [(String, Parameter)] {
+        walk().compactMap { name, value in (value as? Parameter).map { (name, $0) } }
+    }
+
+    /// Every trainable parameter, in `namedParameters()` order.
+    public func parameters() -> [Parameter] { namedParameters().map(\.1) }
+
+    /// Every buffer (saved, never trained) with its dotted key (`bn1.running_mean`).
+    public func namedBuffers() -> [(String, Buffer)] {
+        walk().compactMap { name, value in (value as? Buffer).map { (name, $0) } }
+    }
+
+    /// Parameters and buffers together, as a state dict would hold them.
+    public func stateEntries() -> [(String, Tensor)] {
+        walk().compactMap { name, value in
+            if let parameter = value as? Parameter { return (name, parameter.value) }
+            if let buffer = value as? Buffer { return (name, buffer.value) }
+            return nil
+        }
+    }
+
+    /// Number of trainable scalars.
+    public var parameterCount: Int { parameters().reduce(0) { $0 + $1.value.count } }
+
+    /// Puts this layer and all sub-layers in training mode.
+    public func train() { setMode(training: true) }
+
+    /// Puts this layer and all sub-layers in evaluation mode (running statistics, no dropout).
+    public func eval() { setMode(training: false) }
+
+    private func setMode(training: Bool) {
+        if let layer = self as? any ModeDependentLayer { layer.isTraining = training }
+        for (_, child) in namedChildren { (child as? Layer)?.setMode(training: training) }
+    }
+
+    /// Depth-first (name, value) pairs of all parameters, buffers and layers below this one.
+    /// Iterative, so very deep networks (ResNet-1202) cannot overflow the stack.
+    private func walk() -> [(String, Any)] {
+        var result: [(String, Any)] = []
+        var stack: [(String, Any)] = [("", self)]
+        while let (prefix, value) = stack.popLast() {
+            if let layer = value as? Layer {
+                for (name, child) in layer.namedChildren.reversed() {
+                    stack.append((prefix.isEmpty ? name : prefix + "." + name, child))
+                }
+            } else {
+                result.append((prefix, value))
+            }
+        }
+        return result
+    }
+}
+
+private func unwrapOptional(_ value: Any) -> Any? {
+    let mirror = Mirror(reflecting: value)
+    guard mirror.displayStyle == .optional else { return value }
+    return mirror.children.first?.value
+}
+
+/// A trainable tensor with its accumulated gradient.
+public final class Parameter {
+    /// Current value (plain layout).
+    public var value: Tensor
+    /// Gradient accumulated by `backward()` since the last `zeroGrad()`; `nil` when none.
+    public var grad: Tensor?
+
+    /// Wraps an initial value.
+    public init(_ value: Tensor) { self.value = value }
+
+    /// The value as a tape leaf: gradients that reach it are added into `grad`.
+    public var tracked: Tensor {
+        value.trackingGradient { [unowned self] gradient in
+            let plain = try gradient.reordered(to: .plain)
+            if let existing = grad { grad = try existing + plain } else { grad = plain }
+        }
+    }
+}
+
+/// A tensor saved with the model but never trained (batch-norm running statistics).
+public final class Buffer {
+    /// Current value.
+    public var value: Tensor
+    /// Wraps an initial value.
+    public init(_ value: Tensor) { self.value = value }
+}

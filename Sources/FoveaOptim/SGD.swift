@@ -1,0 +1,71 @@
+import FoveaNN
+import FoveaTensor
+
+/// An optimizer updates parameters from their accumulated gradients.
+public protocol Optimizer: AnyObject {
+    /// The learning rate used by the next `step()`.
+    var learningRate: Float { get set }
+    /// Applies one update to every parameter that has a gradient.
+    func step() throws
+    /// Clears all gradients.
+    func zeroGrad()
+}
+
+/// Stochastic gradient descent with momentum, Nesterov momentum and coupled (L2) weight decay,
+/// with PyTorch's update rule: d = g + λw; b = μb + d (b = d at first); d = nesterov ? d + μb : b; w −= η·d.
+public final class SGD: Optimizer {
+    public let parameters: [Parameter]
+    public var learningRate: Float
+    public let momentum: Float
+    public let weightDecay: Float
+    public let nesterov: Bool
+    /// Momentum buffers, one per parameter (nil until its first update).
+    public private(set) var momentumBuffers: [Tensor?]
+
+    /// Creates the optimizer over `parameters`.
+    public init(parameters: [Parameter], learningRate: Float, momentum: Float = 0, weightDecay: Float = 0,
+                nesterov: Bool = false) throws {
+        guard learningRate >= 0, momentum >= 0, weightDecay >= 0, !(nesterov && momentum == 0) else {
+            throw TensorError.invalidArgument(operation: "SGD", message:
+                "learning rate \(learningRate), momentum \(momentum), weight decay \(weightDecay), nesterov \(nesterov) are not valid")
+        }
+        self.parameters = parameters
+        self.learningRate = learningRate
+        self.momentum = momentum
+        self.weightDecay = weightDecay
+        self.nesterov = nesterov
+        momentumBuffers = Array(repeating: nil, count: parameters.count)
+    }
+
+    public func step() throws {
+        for (index, parameter) in parameters.enumerated() {
+            guard let grad = parameter.grad else { continue }
+            let gradient = try grad.reordered(to: .plain)
+            let count = parameter.value.count
+            let w = parameter.value.storage.pointer, g = gradient.storage.pointer
+            let (lr, mu, decay) = (learningRate, momentum, weightDecay)
+            if mu == 0 {
+                for i in 0..<count { w[i] -= lr * (g[i] + decay * w[i]) }
+                continue
+            }
+            if momentumBuffers[index] == nil {
+                let buffer = Tensor.zeros(parameter.value.shape)
+                let b = buffer.storage.pointer
+                for i in 0..<count { b[i] = g[i] + decay * w[i] }
+                momentumBuffers[index] = buffer
+                for i in 0..<count { w[i] -= lr * (nesterov ? (g[i] + decay * w[i]) + mu * b[i] : b[i]) }
+                continue
+            }
+            guard let buffer = momentumBuffers[index] else { continue }
+            let b = buffer.storage.pointer
+            for i in 0..<count {
+                let d = g[i] + decay * w[i]
+                b[i] = mu * b[i] + d
+                w[i] -= lr * (nesterov ? d + mu * b[i] : b[i])
+            }
+            withExtendedLifetime((gradient, buffer)) {}
+        }
+    }
+
+    public func zeroGrad() { for parameter in parameters { parameter.grad = nil } }
+}

@@ -1,0 +1,124 @@
+import Foundation
+import CDNNL
+
+/// Identifies a primitive: its kind plus every integer that shaped it (shapes, layouts, parameters).
+struct PrimitiveKey: Hashable {
+    var kind: String
+    var values: [Int]
+}
+
+/// A created oneDNN primitive with its descriptor and one reusable memory object per argument.
+///
+/// Memory objects are made once and re-pointed at each call's buffers (`dnnl_memory_set_data_handle`),
+/// so running a cached primitive allocates nothing.
+final class Primitive {
+    let descriptor: dnnl_primitive_desc_t
+    let primitive: dnnl_primitive_t
+    let scratchpadBytes: Int
+    /// What the primitive is, for error messages.
+    let name: String
+    private var memories: [Int32: dnnl_memory_t] = [:]
+    private var arguments: [dnnl_exec_arg_t] = []
+
+    init(descriptor: dnnl_primitive_desc_t, name: String) throws {
+        self.descriptor = descriptor
+        self.name = name
+        var primitive: dnnl_primitive_t?
+        try check(dnnl_primitive_create(&primitive, descriptor), "dnnl_primitive_create(\(name))")
+        self.primitive = primitive!
+        if let md = dnnl_primitive_desc_query_md(descriptor, dnnl_query_scratchpad_md, 0) {
+            scratchpadBytes = dnnl_memory_desc_get_size(md)
+        } else {
+            scratchpadBytes = 0
+        }
+    }
+
+    deinit {
+        for memory in memories.values { dnnl_memory_destroy(memory) }
+        dnnl_primitive_destroy(primitive)
+        dnnl_primitive_desc_destroy(descriptor)
+    }
+
+    /// The memory descriptor the primitive uses for execution argument `argument` (e.g. DNNL_ARG_SRC).
+    func descriptor(for argument: Int32) -> dnnl_memory_desc_t {
+        guard let md = dnnl_primitive_desc_query_md(descriptor, dnnl_query_exec_arg_md, argument) else {
+            return dnnl_memory_desc_t()
+        }
+        return md.pointee
+    }
+
+    /// Runs the primitive on the given buffers, adding the shared scratchpad. Taking `Storage` (not pointers)
+    /// keeps every buffer alive until the primitive has finished.
+    func execute(_ buffers: [(Int32, Storage)]) throws {
+        // Memory objects, the argument list and the scratchpad are shared: one execution at a time.
+        kernelLock.lock()
+        defer { kernelLock.unlock() }
+        arguments.removeAll(keepingCapacity: true)
+        for (argument, storage) in buffers {
+            let memory = try memoryObject(argument)
+            try check(dnnl_memory_set_data_handle(memory, UnsafeMutableRawPointer(storage.pointer)), "dnnl_memory_set_data_handle")
+            arguments.append(dnnl_exec_arg_t(arg: argument, memory: memory))
+        }
+        if scratchpadBytes > 0 {
+            let memory = try memoryObject(DNNL_ARG_SCRATCHPAD)
+            try check(dnnl_memory_set_data_handle(memory, Scratchpad.shared.buffer(bytes: scratchpadBytes)),
+                      "dnnl_memory_set_data_handle(scratchpad)")
+            arguments.append(dnnl_exec_arg_t(arg: DNNL_ARG_SCRATCHPAD, memory: memory))
+        }
+        let engine = Engine.shared
+        try arguments.withUnsafeBufferPointer { args in
+            try check(dnnl_primitive_execute(primitive, engine.stream, Int32(args.count), args.baseAddress),
+                      "dnnl_primitive_execute(\(name))")
+        }
+        try check(dnnl_stream_wait(engine.stream), "dnnl_stream_wait")
+    }
+
+    private func memoryObject(_ argument: Int32) throws -> dnnl_memory_t {
+        if let memory = memories[argument] { return memory }
+        var md = descriptor(for: argument)
+        guard md.ndims > 0 else {
+            throw TensorError.invalidArgument(operation: "oneDNN primitive", message: "has no memory for argument \(argument)")
+        }
+        var memory: dnnl_memory_t?
+        try check(dnnl_memory_create(&memory, &md, Engine.shared.engine, nil), "dnnl_memory_create(arg \(argument))")
+        memories[argument] = memory!
+        return memory!
+    }
+}
+
+/// Serialises kernel execution and cache access, so tensors may be used from several threads
+/// (oneDNN itself parallelises each primitive over the cores).
+let kernelLock = NSRecursiveLock()
+
+/// Primitives by key, created on first use and kept for the life of the process (bounded by eviction).
+final class PrimitiveCache: @unchecked Sendable {
+    static let shared = PrimitiveCache()
+    private var entries: [PrimitiveKey: Primitive] = [:]
+    private let capacity = 4096
+
+    /// Returns the cached primitive for `key`, or builds its descriptor with `make` and caches it.
+    func primitive(_ key: PrimitiveKey, make: () throws -> dnnl_primitive_desc_t) throws -> Primitive {
+        kernelLock.lock()
+        defer { kernelLock.unlock() }
+        if let cached = entries[key] { return cached }
+        let descriptor = try make()
+        let primitive = try Primitive(descriptor: descriptor, name: key.kind)
+        if entries.count >= capacity { entries.removeAll() }
+        entries[key] = primitive
+        return primitive
+    }
+
+    /// Number of primitives held (for tests and benchmarks).
+    var count: Int { entries.count }
+}
+
+/// Creates a primitive descriptor from an op descriptor, with user-mode scratchpad attributes.
+func makePrimitiveDescriptor<Descriptor>(_ opDescriptor: inout Descriptor, hint: dnnl_primitive_desc_t? = nil,
+                                         name: String) throws -> dnnl_primitive_desc_t {
+    var pd: dnnl_primitive_desc_t?
+    try withUnsafePointer(to: &opDescriptor) { pointer in
+        try check(dnnl_primitive_desc_create(&pd, UnsafeRawPointer(pointer), Engine.shared.attributes,
+                                             Engine.shared.engine, hint), "dnnl_primitive_desc_create(\(name))")
+    }
+    return pd!
+}

@@ -1,0 +1,119 @@
+import CDNNL
+
+/// Result of a training-mode batch norm: the output and the batch statistics used to normalise it.
+public struct BatchNormOutput {
+    /// Normalised, scaled and shifted activations.
+    public var output: Tensor
+    /// Per-channel batch mean.
+    public var mean: [Float]
+    /// Per-channel biased batch variance (divided by N·H·W), as used for normalisation.
+    public var variance: [Float]
+}
+
+/// Batch normalisation over (N, H, W) per channel with batch statistics (training mode). Differentiable
+/// in input, scale and shift. input (N,C,H,W), scale (C), shift (C) → (N,C,H,W) in the input's layout.
+public func batchNormTraining(_ input: Tensor, scale: Tensor, shift: Tensor, epsilon: Float,
+                              name: String = "batchNorm") throws -> BatchNormOutput {
+    try validateBatchNorm(input, scale, shift, name)
+    let c = input.shape[1]
+    let flags = dnnl_use_scale.rawValue | dnnl_use_shift.rawValue
+    let forward = try batchNormPrimitive(input, epsilon, flags, dnnl_forward_training, name)
+    let result = try Tensor.uninitialized(input.shape, layout: input.layout)
+    let mean = try Tensor.uninitialized([c]), variance = try Tensor.uninitialized([c])
+    let plainScale = try scale.detached.reordered(to: .plain), plainShift = try shift.detached.reordered(to: .plain)
+    try forward.execute([
+        (DNNL_ARG_SRC, input.storage),
+        (DNNL_ARG_SCALE, plainScale.storage),
+        (DNNL_ARG_SHIFT, plainShift.storage),
+        (DNNL_ARG_DST, result.storage),
+        (DNNL_ARG_MEAN, mean.storage),
+        (DNNL_ARG_VARIANCE, variance.storage),
+    ])
+    let output = result.recorded(from: [input, scale, shift]) { gradient in
+        try batchNormBackward(input, gradient, plainScale, plainShift, mean, variance, epsilon, flags, forward, name)
+    }
+    return BatchNormOutput(output: output, mean: Array(UnsafeBufferPointer(start: mean.storage.pointer, count: c)),
+                           variance: Array(UnsafeBufferPointer(start: variance.storage.pointer, count: c)))
+}
+
+/// Batch normalisation with given (running) statistics (inference mode). Differentiable in all of
+/// input, scale and shift, with the statistics held constant.
+public func batchNormInference(_ input: Tensor, scale: Tensor, shift: Tensor, mean: Tensor, variance: Tensor,
+                               epsilon: Float, name: String = "batchNorm") throws -> Tensor {
+    try validateBatchNorm(input, scale, shift, name)
+    let c = input.shape[1]
+    guard mean.shape == [c], variance.shape == [c] else {
+        throw TensorError.shapeMismatch(operation: name + " running statistics", expected: "[\(c)]", actual: mean.shape)
+    }
+    let flags = dnnl_use_scale.rawValue | dnnl_use_shift.rawValue | dnnl_use_global_stats.rawValue
+    let recording = Autodiff.recording && [input, scale, shift].contains { $0.node != nil }
+    let forward = try batchNormPrimitive(input, epsilon, flags, recording ? dnnl_forward_training : dnnl_forward_inference, name)
+    let result = try Tensor.uninitialized(input.shape, layout: input.layout)
+    let plainScale = try scale.detached.reordered(to: .plain), plainShift = try shift.detached.reordered(to: .plain)
+    let plainMean = try mean.detached.reordered(to: .plain), plainVariance = try variance.detached.reordered(to: .plain)
+    try forward.execute([
+        (DNNL_ARG_SRC, input.storage),
+        (DNNL_ARG_SCALE, plainScale.storage),
+        (DNNL_ARG_SHIFT, plainShift.storage),
+        (DNNL_ARG_MEAN, plainMean.storage),
+        (DNNL_ARG_VARIANCE, plainVariance.storage),
+        (DNNL_ARG_DST, result.storage),
+    ])
+    guard recording else { return result }
+    return result.recorded(from: [input, scale, shift]) { gradient in
+        try batchNormBackward(input, gradient, plainScale, plainShift, plainMean, plainVariance, epsilon, flags, forward, name)
+    }
+}
+
+private func validateBatchNorm(_ input: Tensor, _ scale: Tensor, _ shift: Tensor, _ name: String) throws {
+    guard input.shape.count == 4 || input.shape.count == 2 else {
+        throw TensorError.shapeMismatch(operation: name, expected: "(N, C, H, W)", actual: input.shape)
+    }
+    let c = input.shape[1]
+    guard scale.shape == [c], shift.shape == [c] else {
+        throw TensorError.shapeMismatch(operation: name, expected: "scale and shift of shape [\(c)]", actual: scale.shape)
+    }
+}
+
+private func batchNormPrimitive(_ input: Tensor, _ epsilon: Float, _ flags: UInt32, _ kind: dnnl_prop_kind_t,
+                                _ name: String) throws -> Primitive {
+    let key = PrimitiveKey(kind: "bn_fwd", values: input.shape + [input.layout.rawValue, Int(flags), Int(kind.rawValue),
+                                                                  Int(epsilon.bitPattern)])
+    return try PrimitiveCache.shared.primitive(key) {
+        var desc = dnnl_batch_normalization_desc_t()
+        var data = try memoryDescriptor(input.shape, input.layout)
+        try check(dnnl_batch_normalization_forward_desc_init(&desc, kind, &data, epsilon, flags),
+                  "dnnl_batch_normalization_forward_desc_init(\(name))")
+        return try makePrimitiveDescriptor(&desc, name: name)
+    }
+}
+
+private func batchNormBackward(_ input: Tensor, _ gradient: Tensor, _ scale: Tensor, _ shift: Tensor, _ mean: Tensor, _ variance: Tensor,
+                               _ epsilon: Float, _ flags: UInt32, _ forward: Primitive, _ name: String) throws -> [Tensor?] {
+    let c = input.shape[1]
+    let key = PrimitiveKey(kind: "bn_bwd", values: input.shape + [input.layout.rawValue, Int(flags), Int(epsilon.bitPattern)])
+    let backward = try PrimitiveCache.shared.primitive(key) {
+        var desc = dnnl_batch_normalization_desc_t()
+        var data = try memoryDescriptor(input.shape, input.layout)
+        var diff = data
+        try check(dnnl_batch_normalization_backward_desc_init(&desc, dnnl_backward, &diff, &data, epsilon, flags),
+                  "dnnl_batch_normalization_backward_desc_init(\(name))")
+        return try makePrimitiveDescriptor(&desc, hint: forward.descriptor, name: name)
+    }
+    let outputGradient = try gradient.detached.reordered(to: input.layout)
+    let inputGradient = try Tensor.uninitialized(input.shape, layout: input.layout)
+    let scaleGradient = try Tensor.uninitialized([c]), shiftGradient = try Tensor.uninitialized([c])
+    try backward.execute([
+        (DNNL_ARG_SRC, input.storage),
+        (DNNL_ARG_MEAN, mean.storage),
+        (DNNL_ARG_VARIANCE, variance.storage),
+        (DNNL_ARG_DIFF_DST, outputGradient.storage),
+        (DNNL_ARG_SCALE, scale.storage),
+        // oneDNN 2.6 checks that the shift is present whenever its flag is set, though the backward pass does not read it.
+        (DNNL_ARG_SHIFT, shift.storage),
+        (DNNL_ARG_DIFF_SRC, inputGradient.storage),
+        (DNNL_ARG_DIFF_SCALE, scaleGradient.storage),
+        (DNNL_ARG_DIFF_SHIFT, shiftGradient.storage),
+    ])
+    return [inputGradient, scaleGradient, shiftGradient]
+}

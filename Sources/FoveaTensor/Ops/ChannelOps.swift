@@ -1,0 +1,109 @@
+/// Operations that broadcast or reduce per (image, channel): squeeze-excitation scaling, adaptive pooling, dropout.
+
+/// x (N,C,H,W) · s (N,C,1,1), broadcasting s over H and W (squeeze-excitation). Result in x's layout. Differentiable in both.
+public func multiplyChannels(_ x: Tensor, by scale: Tensor, name: String = "multiplyChannels") throws -> Tensor {
+    guard x.shape.count == 4, scale.shape == [x.shape[0], x.shape[1], 1, 1] else {
+        throw TensorError.incompatibleShapes(operation: name, x.shape, scale.shape)
+    }
+    let source = try x.detached.reordered(to: .plain)
+    let factors = try scale.detached.reordered(to: .plain)
+    let plane = x.shape[2] * x.shape[3]
+    let result = try Tensor.uninitialized(x.shape)
+    let (a, s, c) = (source.storage.pointer, factors.storage.pointer, result.storage.pointer)
+    for nc in 0..<(x.shape[0] * x.shape[1]) {
+        let factor = s[nc]
+        for i in 0..<plane { c[nc * plane + i] = a[nc * plane + i] * factor }
+    }
+    withExtendedLifetime((source, factors)) {}
+    let output = try result.reordered(to: x.layout)
+    let layout = x.layout
+    return output.recorded(from: [x, scale]) { [source, factors] gradient in
+        // Pointers into the saved tensors; the capture list keeps their storage alive.
+        let (a, s) = (source.storage.pointer, factors.storage.pointer)
+        let g = try gradient.detached.reordered(to: .plain)
+        let dx = try Tensor.uninitialized(x.shape), ds = try Tensor.uninitialized(scale.shape)
+        let (gp, dxp, dsp) = (g.storage.pointer, dx.storage.pointer, ds.storage.pointer)
+        for nc in 0..<(x.shape[0] * x.shape[1]) {
+            let factor = s[nc]
+            var total: Float = 0
+            for i in 0..<plane {
+                dxp[nc * plane + i] = gp[nc * plane + i] * factor
+                total += gp[nc * plane + i] * a[nc * plane + i]
+            }
+            dsp[nc] = total
+        }
+        withExtendedLifetime(g) {}
+        return [try dx.reordered(to: layout), ds]
+    }
+}
+
+/// Adaptive average pooling to `outputSize` [P, Q] with PyTorch's window rule
+/// (start ⌊i·H/P⌋, end ⌈(i+1)·H/P⌉). Uses oneDNN pooling when the windows are uniform. Differentiable.
+public func adaptiveAvgPool2d(_ x: Tensor, outputSize: [Int], name: String = "adaptiveAvgPool2d") throws -> Tensor {
+    guard x.shape.count == 4, outputSize.count == 2, outputSize.allSatisfy({ $0 > 0 }) else {
+        throw TensorError.shapeMismatch(operation: name, expected: "(N, C, H, W) and a positive output size", actual: x.shape)
+    }
+    let (h, w) = (x.shape[2], x.shape[3])
+    if h % outputSize[0] == 0 && w % outputSize[1] == 0 {
+        let kernel = [h / outputSize[0], w / outputSize[1]]
+        return try avgPool2d(x, geometry: PoolingGeometry(kernel: kernel), name: name)
+    }
+    let (p, q) = (outputSize[0], outputSize[1])
+    let rows = (0..<p).map { ($0 * h / p, (($0 + 1) * h + p - 1) / p) }
+    let columns = (0..<q).map { ($0 * w / q, (($0 + 1) * w + q - 1) / q) }
+    let source = try x.detached.reordered(to: .plain)
+    let planes = x.shape[0] * x.shape[1]
+    let result = try Tensor.uninitialized([x.shape[0], x.shape[1], p, q])
+    let (a, c) = (source.storage.pointer, result.storage.pointer)
+    for plane in 0..<planes {
+        for (i, (top, bottom)) in rows.enumerated() {
+            for (j, (left, right)) in columns.enumerated() {
+                var total: Float = 0
+                for y in top..<bottom { for xx in left..<right { total += a[(plane * h + y) * w + xx] } }
+                c[(plane * p + i) * q + j] = total / Float((bottom - top) * (right - left))
+            }
+        }
+    }
+    withExtendedLifetime(source) {}
+    let layout = x.layout
+    return result.recorded(from: [x]) { gradient in
+        let g = try gradient.detached.reordered(to: .plain)
+        let dx = Tensor.zeros(x.shape)
+        let (gp, dp) = (g.storage.pointer, dx.storage.pointer)
+        for plane in 0..<planes {
+            for (i, (top, bottom)) in rows.enumerated() {
+                for (j, (left, right)) in columns.enumerated() {
+                    let share = gp[(plane * p + i) * q + j] / Float((bottom - top) * (right - left))
+                    for y in top..<bottom { for xx in left..<right { dp[(plane * h + y) * w + xx] += share } }
+                }
+            }
+        }
+        withExtendedLifetime(g) {}
+        return [try dx.reordered(to: layout)]
+    }
+}
+
+/// Inverted dropout: zeroes each element with probability `probability` and scales the rest by 1/(1−p).
+/// The mask is drawn from `generator`. Differentiable.
+public func dropout(_ x: Tensor, probability: Float, generator: inout SeededGenerator) throws -> Tensor {
+    guard (0..<1).contains(probability) else {
+        throw TensorError.invalidArgument(operation: "dropout", message: "probability \(probability) not in [0, 1)")
+    }
+    if probability == 0 { return x }
+    let mask = Tensor(shape: x.shape, layout: x.layout, storage: Storage(capacity: x.storage.capacity))
+    let keep = 1 / (1 - probability)
+    let m = mask.storage.pointer
+    for i in 0..<x.storage.capacity { m[i] = generator.nextUniform() < probability ? 0 : keep }
+    let result = Tensor(shape: x.shape, layout: x.layout, storage: Storage(capacity: x.storage.capacity))
+    let (a, c) = (x.storage.pointer, result.storage.pointer)
+    for i in 0..<x.storage.capacity { c[i] = a[i] * m[i] }
+    return result.recorded(from: [x]) { [mask] gradient in
+        let m = mask.storage.pointer
+        let g = try gradient.detached.reordered(to: mask.layout)
+        let dx = Tensor(shape: x.shape, layout: x.layout, storage: Storage(capacity: x.storage.capacity))
+        let (gp, dp) = (g.storage.pointer, dx.storage.pointer)
+        for i in 0..<x.storage.capacity { dp[i] = gp[i] * m[i] }
+        withExtendedLifetime(g) {}
+        return [dx]
+    }
+}

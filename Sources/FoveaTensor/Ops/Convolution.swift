@@ -1,0 +1,156 @@
+import CDNNL
+
+/// Geometry of a 2-D convolution: stride, zero padding, dilation (each [height, width]) and groups.
+public struct ConvolutionGeometry: Hashable, Sendable {
+    public var stride: [Int]
+    public var padding: [Int]
+    public var dilation: [Int]
+    public var groups: Int
+
+    /// Creates a geometry; every pair is [height, width].
+    public init(stride: [Int] = [1, 1], padding: [Int] = [0, 0], dilation: [Int] = [1, 1], groups: Int = 1) {
+        self.stride = stride
+        self.padding = padding
+        self.dilation = dilation
+        self.groups = groups
+    }
+
+    /// Output spatial size for an input of `height`×`width` and a `kernel` of [R, S].
+    public func outputSize(height: Int, width: Int, kernel: [Int]) -> [Int] {
+        let p = (height + 2 * padding[0] - dilation[0] * (kernel[0] - 1) - 1) / stride[0] + 1
+        let q = (width + 2 * padding[1] - dilation[1] * (kernel[1] - 1) - 1) / stride[1] + 1
+        return [p, q]
+    }
+}
+
+/// 2-D convolution (cross-correlation, as in PyTorch), differentiable in input, weight and bias.
+///
+/// input (N,C,H,W), weight (K,C/groups,R,S), bias (K) → output (N,K,P,Q). The input may be in any
+/// layout; the output is in the layout oneDNN picks for speed (blocked for most shapes).
+public func conv2d(_ input: Tensor, weight: Tensor, bias: Tensor? = nil,
+                   geometry: ConvolutionGeometry = ConvolutionGeometry(), name: String = "conv2d") throws -> Tensor {
+    let g = geometry
+    guard g.stride.count == 2, g.padding.count == 2, g.dilation.count == 2, g.stride.allSatisfy({ $0 > 0 }),
+          g.dilation.allSatisfy({ $0 > 0 }), g.padding.allSatisfy({ $0 >= 0 }), g.groups > 0 else {
+        throw TensorError.invalidArgument(operation: name, message: "invalid geometry \(g)")
+    }
+    guard weight.shape.count == 4, weight.shape[0] % g.groups == 0 else {
+        throw TensorError.shapeMismatch(operation: name, expected: "weight (K, C/\(g.groups), R, S) with K divisible by groups",
+                                        actual: weight.shape)
+    }
+    let k = weight.shape[0], channels = weight.shape[1] * g.groups
+    guard input.shape.count == 4, input.shape[1] == channels else {
+        throw TensorError.shapeMismatch(operation: name, expected: "(N, \(channels), H, W)", actual: input.shape)
+    }
+    if let bias, bias.shape != [k] {
+        throw TensorError.shapeMismatch(operation: name + " bias", expected: "[\(k)]", actual: bias.shape)
+    }
+    let (n, h, w) = (input.shape[0], input.shape[2], input.shape[3])
+    let out = g.outputSize(height: h, width: w, kernel: Array(weight.shape[2...]))
+    guard out[0] > 0, out[1] > 0 else {
+        throw TensorError.shapeMismatch(operation: name, expected: "spatial size at least the dilated kernel",
+                                        actual: input.shape)
+    }
+    let outputShape = [n, k, out[0], out[1]]
+    let training = Autodiff.recording && (input.node != nil || weight.node != nil || bias?.node != nil)
+    let keyValues = input.shape + weight.shape + g.stride + g.padding + g.dilation + [g.groups, bias == nil ? 0 : 1]
+    let weightShape5 = g.groups == 1 ? weight.shape : [g.groups, k / g.groups] + weight.shape.dropFirst()
+    let strides = g.stride.map(Int64.init), padding = g.padding.map(Int64.init)
+    let dilation = g.dilation.map { Int64($0 - 1) }
+
+    let forward = try PrimitiveCache.shared.primitive(PrimitiveKey(kind: training ? "conv_fwd_t" : "conv_fwd_i",
+                                                                   values: keyValues)) {
+        var desc = dnnl_convolution_desc_t()
+        var src = try anyDescriptor(input.shape), wei = try anyDescriptor(weightShape5), dst = try anyDescriptor(outputShape)
+        var biasMD = bias == nil ? dnnl_memory_desc_t() : try memoryDescriptor([k], .plain)
+        try check(dnnl_dilated_convolution_forward_desc_init(&desc, training ? dnnl_forward_training : dnnl_forward_inference,
+                                                             dnnl_convolution_direct, &src, &wei, &biasMD, &dst,
+                                                             strides, dilation, padding, padding),
+                  "dnnl_dilated_convolution_forward_desc_init(\(name))")
+        return try makePrimitiveDescriptor(&desc, name: name)
+    }
+    let source = try input.detached.reordered(to: try layoutOf(forward, DNNL_ARG_SRC, input.shape, name))
+    let plainWeight = try weight.detached.reordered(to: .plain)
+    let weightMD = forward.descriptor(for: DNNL_ARG_WEIGHTS)
+    let plainWeightMD = try plainWeightDescriptor(weight.shape, groups: g.groups)
+    let kernelWeight = descriptorsEqual(weightMD, plainWeightMD) ? plainWeight.storage
+        : try Tensor.reorderRaw(plainWeight.storage, from: plainWeightMD, to: weightMD,
+                                key: PrimitiveKey(kind: "conv_w_fwd", values: keyValues))
+    let result = try Tensor.uninitialized(outputShape, layout: try layoutOf(forward, DNNL_ARG_DST, outputShape, name))
+    var buffers: [(Int32, Storage)] = [
+        (DNNL_ARG_SRC, source.storage),
+        (DNNL_ARG_WEIGHTS, kernelWeight),
+        (DNNL_ARG_DST, result.storage),
+    ]
+    if let bias { buffers.append((DNNL_ARG_BIAS, try bias.detached.reordered(to: .plain).storage)) }
+    try forward.execute(buffers)
+    guard training else { return result }
+
+    let inputNeedsGradient = input.node != nil, weightNeedsGradient = weight.node != nil || bias?.node != nil
+    return result.recorded(from: [input, weight] + (bias.map { [$0] } ?? [])) { gradient in
+        var inputGradient: Tensor?
+        if inputNeedsGradient {
+            let backward = try PrimitiveCache.shared.primitive(PrimitiveKey(kind: "conv_bwd_d", values: keyValues)) {
+                var desc = dnnl_convolution_desc_t()
+                var src = try anyDescriptor(input.shape), wei = try anyDescriptor(weightShape5)
+                var dst = try anyDescriptor(outputShape)
+                try check(dnnl_dilated_convolution_backward_data_desc_init(&desc, dnnl_convolution_direct, &src, &wei, &dst,
+                                                                           strides, dilation, padding, padding),
+                          "dnnl_dilated_convolution_backward_data_desc_init(\(name))")
+                return try makePrimitiveDescriptor(&desc, hint: forward.descriptor, name: name)
+            }
+            let outputGradient = try gradient.reordered(to: try layoutOf(backward, DNNL_ARG_DIFF_DST, outputShape, name))
+            let backwardWeightMD = backward.descriptor(for: DNNL_ARG_WEIGHTS)
+            let backwardWeight = descriptorsEqual(backwardWeightMD, weightMD) ? kernelWeight
+                : try Tensor.reorderRaw(plainWeight.storage, from: plainWeightMD, to: backwardWeightMD,
+                                        key: PrimitiveKey(kind: "conv_w_bwd", values: keyValues))
+            let dx = try Tensor.uninitialized(input.shape, layout: try layoutOf(backward, DNNL_ARG_DIFF_SRC, input.shape, name))
+            try backward.execute([
+                (DNNL_ARG_DIFF_DST, outputGradient.storage),
+                (DNNL_ARG_WEIGHTS, backwardWeight),
+                (DNNL_ARG_DIFF_SRC, dx.storage),
+            ])
+            inputGradient = dx
+        }
+        guard weightNeedsGradient else { return [inputGradient, nil, nil] }
+        let backward = try PrimitiveCache.shared.primitive(PrimitiveKey(kind: "conv_bwd_w", values: keyValues)) {
+            var desc = dnnl_convolution_desc_t()
+            var src = try anyDescriptor(input.shape), wei = try anyDescriptor(weightShape5)
+            var dst = try anyDescriptor(outputShape)
+            var biasMD = bias == nil ? dnnl_memory_desc_t() : try memoryDescriptor([k], .plain)
+            try check(dnnl_dilated_convolution_backward_weights_desc_init(&desc, dnnl_convolution_direct, &src, &wei, &biasMD,
+                                                                          &dst, strides, dilation, padding, padding),
+                      "dnnl_dilated_convolution_backward_weights_desc_init(\(name))")
+            return try makePrimitiveDescriptor(&desc, hint: forward.descriptor, name: name)
+        }
+        let backwardSource = try source.reordered(to: try layoutOf(backward, DNNL_ARG_SRC, input.shape, name))
+        let outputGradient = try gradient.reordered(to: try layoutOf(backward, DNNL_ARG_DIFF_DST, outputShape, name))
+        let diffWeightMD = backward.descriptor(for: DNNL_ARG_DIFF_WEIGHTS)
+        let directToPlain = descriptorsEqual(diffWeightMD, plainWeightMD)
+        let dw = try Tensor.uninitialized(weight.shape)
+        let rawDiffWeight = directToPlain ? dw.storage : Storage(capacity: byteSize(diffWeightMD) / 4)
+        let db = bias == nil ? nil : try Tensor.uninitialized([k])
+        var buffers: [(Int32, Storage)] = [
+            (DNNL_ARG_SRC, backwardSource.storage),
+            (DNNL_ARG_DIFF_DST, outputGradient.storage),
+            (DNNL_ARG_DIFF_WEIGHTS, rawDiffWeight),
+        ]
+        if let db { buffers.append((DNNL_ARG_DIFF_BIAS, db.storage)) }
+        try backward.execute(buffers)
+        if !directToPlain {
+            try reorder(rawDiffWeight, from: diffWeightMD,
+                        to: dw.storage, plainWeightMD,
+                        key: PrimitiveKey(kind: "conv_dw_plain", values: keyValues))
+        }
+        return [inputGradient, dw, db]
+    }
+}
+
+/// The known layout a primitive chose for `argument`, or an error naming the operation.
+func layoutOf(_ primitive: Primitive, _ argument: Int32, _ shape: [Int], _ name: String) throws -> Layout {
+    let md = primitive.descriptor(for: argument)
+    guard let layout = Layout.matching(md, shape: shape) else {
+        throw TensorError.invalidArgument(operation: name, message: "oneDNN chose a layout Fovea does not handle for \(shape)")
+    }
+    return layout
+}

@@ -1,0 +1,70 @@
+/// Shape operations: reshape, flatten and channel concatenation.
+extension Tensor {
+    /// The same elements with a new shape of equal count (reorders to plain first). Differentiable.
+    public func reshaped(_ newShape: [Int]) throws -> Tensor {
+        var newShape = newShape
+        if let inferred = newShape.firstIndex(of: -1) {
+            let known = newShape.enumerated().filter { $0.offset != inferred }.map(\.element).reduce(1, *)
+            guard known > 0, count % known == 0 else {
+                throw TensorError.shapeMismatch(operation: "reshape", expected: "\(newShape)", actual: shape)
+            }
+            newShape[inferred] = count / known
+        }
+        guard newShape.allSatisfy({ $0 >= 0 }), newShape.reduce(1, *) == count else {
+            throw TensorError.shapeMismatch(operation: "reshape", expected: "\(count) elements as \(newShape)", actual: shape)
+        }
+        let plain = try detached.reordered(to: .plain)
+        let result = Tensor(shape: newShape, layout: .plain, storage: plain.storage)
+        let inputShape = shape, inputLayout = layout
+        return result.recorded(from: [self]) { gradient in
+            let plainGradient = try gradient.detached.reordered(to: .plain)
+            return [try Tensor(shape: inputShape, layout: .plain, storage: plainGradient.storage).reordered(to: inputLayout)]
+        }
+    }
+
+    /// (N, C, H, W) → (N, C·H·W) in plain layout. Differentiable.
+    public func flattened() throws -> Tensor {
+        guard let first = shape.first else { throw TensorError.shapeMismatch(operation: "flatten", expected: "(N, …)", actual: shape) }
+        return try reshaped([first, count / max(first, 1)])
+    }
+}
+
+/// Concatenates (N, Cᵢ, H, W) tensors along channels → (N, ΣCᵢ, H, W), in plain layout. Differentiable.
+public func concatenateChannels(_ parts: [Tensor], name: String = "concatenate") throws -> Tensor {
+    guard let first = parts.first, first.shape.count == 4 else {
+        throw TensorError.invalidArgument(operation: name, message: "needs at least one (N, C, H, W) tensor")
+    }
+    for part in parts where part.shape.count != 4 || part.shape[0] != first.shape[0] || part.shape[2...] != first.shape[2...] {
+        throw TensorError.incompatibleShapes(operation: name, first.shape, part.shape)
+    }
+    let (n, h, w) = (first.shape[0], first.shape[2], first.shape[3])
+    let channels = parts.map { $0.shape[1] }
+    let total = channels.reduce(0, +)
+    let result = try Tensor.uninitialized([n, total, h, w])
+    let plane = h * w
+    var offset = 0
+    for (part, c) in zip(parts, channels) {
+        let plain = try part.detached.reordered(to: .plain)
+        for image in 0..<n {
+            (result.storage.pointer + (image * total + offset) * plane)
+                .update(from: plain.storage.pointer + image * c * plane, count: c * plane)
+        }
+        offset += c
+    }
+    let layouts = parts.map(\.layout)
+    return result.recorded(from: parts) { gradient in
+        let plain = try gradient.detached.reordered(to: .plain)
+        var gradients: [Tensor?] = []
+        var offset = 0
+        for (c, layout) in zip(channels, layouts) {
+            let slice = try Tensor.uninitialized([n, c, h, w])
+            for image in 0..<n {
+                slice.storage.pointer.advanced(by: image * c * plane)
+                    .update(from: plain.storage.pointer + (image * total + offset) * plane, count: c * plane)
+            }
+            gradients.append(try slice.reordered(to: layout))
+            offset += c
+        }
+        return gradients
+    }
+}

@@ -1,0 +1,58 @@
+import Foundation
+
+/// Reference-counted, 64-byte aligned Float memory. Freed blocks go back to `MemoryPool` for reuse,
+/// so a training step in steady state allocates (almost) nothing from the system.
+public final class Storage: @unchecked Sendable {
+    /// First element.
+    public let pointer: UnsafeMutablePointer<Float>
+    /// Number of Float elements the block holds (may exceed the tensor's logical count for blocked layouts).
+    public let capacity: Int
+
+    init(capacity: Int) {
+        self.capacity = capacity
+        pointer = MemoryPool.shared.take(capacity)
+    }
+
+    deinit { MemoryPool.shared.give(pointer, capacity) }
+}
+
+/// Recycles Float blocks by exact size. Thread-safe: loader threads may free tensors too.
+final class MemoryPool: @unchecked Sendable {
+    static let shared = MemoryPool()
+    private var free: [Int: [UnsafeMutablePointer<Float>]] = [:]
+    private var pooledBytes = 0
+    private let limitBytes = 2 << 30
+    private let lock = NSLock()
+    /// Number of blocks obtained from the system (a steady-state training step should not raise it).
+    private(set) var systemAllocations = 0
+
+    func take(_ capacity: Int) -> UnsafeMutablePointer<Float> {
+        let count = max(capacity, 1)
+        lock.lock()
+        if let pointer = free[count]?.popLast() {
+            pooledBytes -= count * 4
+            lock.unlock()
+            return pointer
+        }
+        systemAllocations += 1
+        lock.unlock()
+        let raw = UnsafeMutableRawPointer.allocate(byteCount: count * 4, alignment: 64)
+        return raw.bindMemory(to: Float.self, capacity: count)
+    }
+
+    func give(_ pointer: UnsafeMutablePointer<Float>, _ capacity: Int) {
+        let count = max(capacity, 1)
+        lock.lock()
+        if pooledBytes + count * 4 <= limitBytes {
+            free[count, default: []].append(pointer)
+            pooledBytes += count * 4
+            lock.unlock()
+        } else {
+            lock.unlock()
+            UnsafeMutableRawPointer(pointer).deallocate()
+        }
+    }
+
+    /// Blocks obtained from the system so far.
+    var allocationCount: Int { lock.lock(); defer { lock.unlock() }; return systemAllocations }
+}

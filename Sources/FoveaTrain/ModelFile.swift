@@ -1,0 +1,160 @@
+import Foundation
+import FoveaModels
+import FoveaNN
+import FoveaTensor
+
+/// The JSON sidecar saved next to `model.safetensors`: what the weights are and how to feed them.
+public struct ModelSidecar: Codable, Equatable, Sendable {
+    public var format = "fovea-model/1"
+    /// Registry name of the architecture (`ModelZoo`).
+    public var architecture: String
+    /// Class names, indexed by label.
+    public var classes: [String]
+    /// Input (C, H, W).
+    public var inputShape: [Int]
+    /// Dataset the model was trained on.
+    public var dataset: String
+    /// Per-channel normalisation applied to pixels scaled to [0, 1].
+    public var mean: [Float]
+    public var std: [Float]
+    /// The options of the run that wrote the model.
+    public var options: TrainingOptions?
+    /// Test accuracy measured at the end of that run.
+    public var testAccuracy: Double?
+
+    enum CodingKeys: String, CodingKey {
+        case format, architecture, classes, dataset, mean, std, options
+        case inputShape = "input_shape", testAccuracy = "test_accuracy"
+    }
+
+    /// Creates a sidecar.
+    public init(architecture: String, classes: [String], inputShape: [Int], dataset: String, mean: [Float], std: [Float],
+                options: TrainingOptions? = nil, testAccuracy: Double? = nil) {
+        (self.architecture, self.classes, self.inputShape, self.dataset) = (architecture, classes, inputShape, dataset)
+        (self.mean, self.std, self.options, self.testAccuracy) = (mean, std, options, testAccuracy)
+    }
+}
+
+/// Saving and loading weights as safetensors (torchvision state-dict keys) plus the JSON sidecar.
+public enum ModelFile {
+    /// Path of the sidecar for a weights file: `model.safetensors` → `model.json`.
+    public static func sidecarPath(for weightsPath: String) -> String {
+        (weightsPath.hasSuffix(".safetensors") ? String(weightsPath.dropLast(".safetensors".count)) : weightsPath) + ".json"
+    }
+
+    /// Writes the model's parameters and buffers, then the sidecar, each atomically. Returns both paths.
+    @discardableResult
+    public static func save(_ model: Layer, sidecar: ModelSidecar, to path: String) throws -> [String] {
+        let entries = try model.stateEntries().map { name, tensor in
+            SafeTensors.Entry(name: name, shape: tensor.shape, values: try tensor.toArray())
+        }
+        try SafeTensors.write(entries, metadata: ["format": "pt", "architecture": sidecar.architecture], to: path)
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+        let sidecarFile = sidecarPath(for: path)
+        try writeAtomically(try encoder.encode(sidecar), to: sidecarFile)
+        return [path, sidecarFile]
+    }
+
+    /// Reads a sidecar.
+    public static func readSidecar(for weightsPath: String) throws -> ModelSidecar {
+        let path = sidecarPath(for: weightsPath)
+        guard let data = FileManager.default.contents(atPath: path) else {
+            throw TrainingError.badModelFile(path: path, reason: "sidecar missing (it is written next to the weights by fovea train)")
+        }
+        do { return try JSONDecoder().decode(ModelSidecar.self, from: data) } catch {
+            throw TrainingError.badModelFile(path: path, reason: "sidecar is not valid: \(error)")
+        }
+    }
+
+    /// Builds the sidecar's architecture and loads the weights into it strictly.
+    public static func load(_ weightsPath: String) throws -> (Layer, ModelSidecar) {
+        let sidecar = try readSidecar(for: weightsPath)
+        let model = try ModelZoo.make(sidecar.architecture, classCount: sidecar.classes.count,
+                                      inputChannels: sidecar.inputShape.first ?? 1)
+        try loadWeights(into: model, from: weightsPath)
+        return (model, sidecar)
+    }
+
+    /// Copies every tensor of a safetensors file into the model's parameters and buffers.
+    /// Strict: missing keys, unexpected keys and shape mismatches are all listed in one error.
+    public static func loadWeights(into model: Layer, from path: String) throws {
+        let file = try SafeTensors.read(path: path)
+        var problems: [String] = []
+        var expectedNames = Set<String>()
+        var assignments: [() throws -> Void] = []
+        for (name, parameter) in model.namedParameters() {
+            expectedNames.insert(name)
+            guard let entry = file.entries[name] else { problems.append("missing key \(name)"); continue }
+            guard entry.shape == parameter.value.shape else {
+                problems.append("shape mismatch for \(name): file \(entry.shape), model \(parameter.value.shape)"); continue
+            }
+            assignments.append { parameter.value = try Tensor(shape: entry.shape, values: entry.values) }
+        }
+        for (name, buffer) in model.namedBuffers() {
+            expectedNames.insert(name)
+            guard let entry = file.entries[name] else { problems.append("missing key \(name)"); continue }
+            guard entry.shape == buffer.value.shape else {
+                problems.append("shape mismatch for \(name): file \(entry.shape), model \(buffer.value.shape)"); continue
+            }
+            assignments.append { buffer.value = try Tensor(shape: entry.shape, values: entry.values) }
+        }
+        for name in file.entries.keys.sorted() where !expectedNames.contains(name) { problems.append("unexpected key \(name)") }
+        guard problems.isEmpty else {
+            throw TrainingError.badModelFile(path: path, reason: "does not fit the model: " + problems.joined(separator: "; "))
+        }
+        for assign in assignments { try assign() }
+    }
+}
+
+/// Writes `data` to a temporary file in the same directory, syncs it, and renames it over `path`.
+func writeAtomically(_ data: Data, to path: String) throws {
+    let temporary = path + ".tmp-\(getpid())"
+    guard FileManager.default.createFile(atPath: temporary, contents: data) else {
+        throw TrainingError.cannotWrite(path: path, reason: "cannot create \(temporary)")
+    }
+    let descriptor = open(temporary, O_RDONLY)
+    if descriptor >= 0 { fsync(descriptor); close(descriptor) }
+    guard rename(temporary, path) == 0 else {
+        unlink(temporary)
+        throw TrainingError.cannotWrite(path: path, reason: String(cString: strerror(errno)))
+    }
+}
+
+/// The run's output folder: metrics.jsonl (appended per epoch), report.json, model files.
+final class OutputDirectory {
+    let path: String
+
+    init(path: String) throws {
+        self.path = path
+        do { try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true) } catch {
+            throw TrainingError.cannotWrite(path: path, reason: "\(error)")
+        }
+    }
+
+    func file(_ name: String) -> String { (path as NSString).appendingPathComponent(name) }
+
+    /// Starts an empty metrics.jsonl (a new run replaces the old log).
+    func startMetrics() throws { try writeAtomically(Data(), to: file("metrics.jsonl")) }
+
+    /// Appends one JSON line and flushes it to disk, so a crash later loses nothing already logged.
+    func appendMetrics(_ metrics: EpochMetrics) throws {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys]
+        var line = try encoder.encode(metrics)
+        line.append(0x0A)
+        guard let handle = FileHandle(forWritingAtPath: file("metrics.jsonl")) else {
+            throw TrainingError.cannotWrite(path: file("metrics.jsonl"), reason: "cannot open for appending")
+        }
+        defer { try? handle.close() }
+        try handle.seekToEnd()
+        try handle.write(contentsOf: line)
+        try handle.synchronize()
+    }
+
+    func writeReport(_ report: ClassificationReport) throws -> String {
+        let path = file("report.json")
+        try writeAtomically(try report.jsonData(), to: path)
+        return path
+    }
+}

@@ -1,0 +1,283 @@
+import Foundation
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// Reading and writing the safetensors format (https://github.com/huggingface/safetensors).
+///
+/// Layout: an 8-byte little-endian header length N; N bytes of UTF-8 JSON mapping each tensor
+/// name to `{"dtype", "shape", "data_offsets": [begin, end]}` (offsets relative to the byte
+/// buffer after the header) plus an optional `"__metadata__"` string map; then the buffer.
+/// Reading enforces every rule the format states: the header is a JSON object starting with
+/// `{`, offsets are in range, sizes agree with shapes, and tensors cover the buffer exactly,
+/// without overlaps or holes. Fovea writes F32 only; it reads F32 and converts F64, F16, BF16,
+/// and the integer and BOOL types to `Float` (integers above 2²⁴ round to the nearest Float,
+/// which suits torchvision's `num_batches_tracked`).
+public enum SafeTensors {
+    /// One named tensor: a row-major shape and its values.
+    public struct Entry: Equatable, Sendable {
+        /// The tensor's name, e.g. `layer1.0.conv1.weight`.
+        public var name: String
+        /// The dimensions, outermost first; `[]` is a scalar.
+        public var shape: [Int]
+        /// The elements in row-major order; their count is the product of `shape`.
+        public var values: [Float]
+
+        /// Creates an entry.
+        public init(name: String, shape: [Int], values: [Float]) {
+            self.name = name
+            self.shape = shape
+            self.values = values
+        }
+    }
+
+    /// The longest header accepted, as in the reference implementation (100 MB).
+    public static let maximumHeaderLength = 100_000_000
+
+    /// Element sizes in bytes of every dtype the format defines.
+    static let elementSizes: [String: Int] = [
+        "BOOL": 1, "U8": 1, "I8": 1, "F8_E5M2": 1, "F8_E4M3": 1, "I16": 2, "U16": 2, "F16": 2,
+        "BF16": 2, "I32": 4, "U32": 4, "F32": 4, "I64": 8, "U64": 8, "F64": 8,
+    ]
+
+    /// Serialises `entries` (stored in name order) and `metadata` as a safetensors file.
+    ///
+    /// The header is padded with spaces so the data starts 8-byte aligned, as the reference writer does.
+    /// - Throws: `SafeTensorsError.invalidTensor` for a duplicate or reserved name, a negative
+    ///   dimension, or a value count that does not match the shape.
+    public static func encode(_ entries: [Entry], metadata: [String: String] = [:]) throws -> [UInt8] {
+        let sorted = entries.sorted { $0.name < $1.name }
+        var header = "{"
+        if !metadata.isEmpty {
+            let pairs = metadata.sorted { $0.key < $1.key }.map { jsonString($0.key) + ":" + jsonString($0.value) }
+            header += "\"__metadata__\":{" + pairs.joined(separator: ",") + "}"
+        }
+        var offset = 0
+        var previous: String?
+        for entry in sorted {
+            if entry.name == previous { throw SafeTensorsError.invalidTensor(name: entry.name, reason: "the name appears twice") }
+            if entry.name == "__metadata__" { throw SafeTensorsError.invalidTensor(name: entry.name, reason: "the name is reserved") }
+            guard let count = elementCount(entry.shape), count == entry.values.count else {
+                throw SafeTensorsError.invalidTensor(
+                    name: entry.name, reason: "shape \(entry.shape) does not hold \(entry.values.count) values")
+            }
+            if header.count > 1 { header += "," }
+            header += jsonString(entry.name) + ":{\"dtype\":\"F32\",\"shape\":["
+                + entry.shape.map(String.init).joined(separator: ",")
+                + "],\"data_offsets\":[\(offset),\(offset + 4 * count)]}"
+            offset += 4 * count
+            previous = entry.name
+        }
+        header += "}"
+        var headerBytes = Array(header.utf8)
+        while (8 + headerBytes.count) % 8 != 0 { headerBytes.append(UInt8(ascii: " ")) }
+
+        var output: [UInt8] = []
+        output.reserveCapacity(8 + headerBytes.count + offset)
+        withUnsafeBytes(of: UInt64(headerBytes.count).littleEndian) { output.append(contentsOf: $0) }
+        output += headerBytes
+        for entry in sorted {
+            #if _endian(little)
+            entry.values.withUnsafeBytes { output.append(contentsOf: $0) }
+            #else
+            for value in entry.values {
+                withUnsafeBytes(of: value.bitPattern.littleEndian) { output.append(contentsOf: $0) }
+            }
+            #endif
+        }
+        return output
+    }
+
+    /// Writes `entries` to `path` atomically: a temporary file is written, synced and renamed,
+    /// so a crash leaves either the old file or the new one, never a torn one.
+    public static func write(_ entries: [Entry], metadata: [String: String] = [:], to path: String) throws {
+        try writeFileAtomically(encode(entries, metadata: metadata), to: path)
+    }
+
+    /// Reads and validates the safetensors file at `path`.
+    public static func read(path: String) throws -> (entries: [String: Entry], metadata: [String: String]) {
+        try decode(readFile(path: path), path: path)
+    }
+
+    /// Parses and validates a safetensors file held in `bytes`; `path` names it in errors.
+    public static func decode(
+        _ bytes: [UInt8], path: String
+    ) throws -> (entries: [String: Entry], metadata: [String: String]) {
+        guard bytes.count >= 8 else { throw SafeTensorsError.fileTooShort(path: path, byteCount: bytes.count) }
+        let declared = bytes[0..<8].reversed().reduce(UInt64(0)) { $0 << 8 | UInt64($1) }
+        guard declared <= UInt64(min(maximumHeaderLength, bytes.count - 8)) else {
+            throw SafeTensorsError.headerTooLarge(path: path, headerLength: declared, available: bytes.count - 8)
+        }
+        let headerEnd = 8 + Int(declared)
+        let header = try SafeTensorsHeader(bytes[8..<headerEnd], path: path)
+        let bufferSize = bytes.count - headerEnd
+
+        for tensor in header.tensors where tensor.end > bufferSize {
+            throw SafeTensorsError.offsetsOutOfRange(
+                path: path, name: tensor.name, begin: tensor.begin, end: tensor.end, bufferSize: bufferSize)
+        }
+        // The format requires the tensors to tile the buffer: sorted by offset, each must start
+        // exactly where the previous one ended, and the last must end at the end of the file.
+        var covered = 0
+        var previous = ""
+        for tensor in header.tensors.sorted(by: { ($0.begin, $0.end) < ($1.begin, $1.end) }) {
+            if tensor.begin < covered {
+                throw SafeTensorsError.overlappingTensors(path: path, name: tensor.name, other: previous)
+            }
+            if tensor.begin > covered {
+                throw SafeTensorsError.uncoveredBytes(path: path, begin: covered, end: tensor.begin)
+            }
+            covered = tensor.end
+            previous = tensor.name
+        }
+        if covered < bufferSize { throw SafeTensorsError.uncoveredBytes(path: path, begin: covered, end: bufferSize) }
+
+        var entries: [String: Entry] = [:]
+        bytes.withUnsafeBytes { raw in
+            let buffer = UnsafeRawBufferPointer(rebasing: raw[headerEnd...])
+            for tensor in header.tensors {
+                let values = convert(buffer, from: tensor.begin, count: tensor.elementCount, dataType: tensor.dataType)
+                entries[tensor.name] = Entry(name: tensor.name, shape: tensor.shape, values: values)
+            }
+        }
+        return (entries, header.metadata)
+    }
+
+    /// The product of `shape`, or nil if a dimension is negative or the product overflows.
+    static func elementCount(_ shape: [Int]) -> Int? {
+        var count = 1
+        for dimension in shape {
+            let (product, overflow) = count.multipliedReportingOverflow(by: dimension)
+            guard dimension >= 0, !overflow else { return nil }
+            count = product
+        }
+        return count
+    }
+
+    /// Converts `count` little-endian elements of `dataType` starting at byte `begin` to Float.
+    private static func convert(
+        _ buffer: UnsafeRawBufferPointer, from begin: Int, count: Int, dataType: String
+    ) -> [Float] {
+        func load<T: FixedWidthInteger>(_: T.Type, _ index: Int) -> T {
+            T(littleEndian: buffer.loadUnaligned(fromByteOffset: begin + index * MemoryLayout<T>.size, as: T.self))
+        }
+        #if _endian(little)
+        if dataType == "F32" {  // The common case: a straight copy.
+            return [Float](unsafeUninitializedCapacity: count) { values, initialized in
+                UnsafeMutableRawBufferPointer(values).copyMemory(
+                    from: UnsafeRawBufferPointer(rebasing: buffer[begin..<begin + 4 * count]))
+                initialized = count
+            }
+        }
+        #endif
+        let element: (Int) -> Float
+        switch dataType {
+        case "F32": element = { Float(bitPattern: load(UInt32.self, $0)) }
+        case "F64": element = { Float(Double(bitPattern: load(UInt64.self, $0))) }
+        case "F16": element = { floatFromHalf(load(UInt16.self, $0)) }
+        case "BF16": element = { Float(bitPattern: UInt32(load(UInt16.self, $0)) << 16) }
+        case "I64": element = { Float(load(Int64.self, $0)) }
+        case "U64": element = { Float(load(UInt64.self, $0)) }
+        case "I32": element = { Float(load(Int32.self, $0)) }
+        case "U32": element = { Float(load(UInt32.self, $0)) }
+        case "I16": element = { Float(load(Int16.self, $0)) }
+        case "U16": element = { Float(load(UInt16.self, $0)) }
+        case "I8": element = { Float(load(Int8.self, $0)) }
+        case "BOOL": element = { load(UInt8.self, $0) == 0 ? 0 : 1 }
+        default: element = { Float(load(UInt8.self, $0)) }  // U8; the header rejected the rest.
+        }
+        return (0..<count).map(element)
+    }
+
+    /// IEEE 754 binary16 to Float, exact for every value including subnormals, infinities and NaN.
+    static func floatFromHalf(_ bits: UInt16) -> Float {
+        let sign: Float = bits & 0x8000 == 0 ? 1 : -1
+        let exponent = Int(bits >> 10 & 0x1F)
+        let fraction = UInt32(bits & 0x3FF)
+        switch exponent {
+        case 0: return sign * Float(fraction) * 0x1p-24
+        case 0x1F: return Float(bitPattern: UInt32(bits & 0x8000) << 16 | 0x7F80_0000 | fraction << 13)
+        default: return Float(bitPattern: UInt32(bits & 0x8000) << 16 | UInt32(exponent + 112) << 23 | fraction << 13)
+        }
+    }
+
+    /// `text` as a JSON string literal.
+    private static func jsonString(_ text: String) -> String {
+        var result = "\""
+        for scalar in text.unicodeScalars {
+            switch scalar {
+            case "\"": result += "\\\""
+            case "\\": result += "\\\\"
+            case "\n": result += "\\n"
+            case "\t": result += "\\t"
+            case _ where scalar.value < 0x20:
+                let digits = String(scalar.value, radix: 16)
+                result += "\\u" + String(repeating: "0", count: 4 - digits.count) + digits
+            default: result.unicodeScalars.append(scalar)
+            }
+        }
+        return result + "\""
+    }
+}
+
+/// Reads the whole file at `path`.
+private func readFile(path: String) throws -> [UInt8] {
+    func failure() -> SafeTensorsError { .unreadableFile(path: path, reason: String(cString: strerror(errno))) }
+    let descriptor = open(path, O_RDONLY)
+    guard descriptor >= 0 else { throw failure() }
+    defer { close(descriptor) }
+    var status = stat()
+    guard fstat(descriptor, &status) == 0 else { throw failure() }
+    var bytes = [UInt8](repeating: 0, count: Int(status.st_size))
+    var filled = 0
+    try bytes.withUnsafeMutableBytes { buffer in
+        guard let base = buffer.baseAddress else { return }
+        while filled < buffer.count {
+            let result = read(descriptor, base + filled, buffer.count - filled)
+            if result < 0 && errno == EINTR { continue }
+            if result < 0 { throw failure() }
+            if result == 0 { break }
+            filled += result
+        }
+    }
+    return Array(bytes.prefix(filled))
+}
+
+/// Writes `bytes` to `path + ".tmp-<pid>"`, syncs it, renames it over `path` and syncs the
+/// directory, so readers (and a crash) see either the old file or the complete new one.
+func writeFileAtomically(_ bytes: [UInt8], to path: String) throws {
+    let temporary = path + ".tmp-\(getpid())"
+    func failure(_ action: String) -> SafeTensorsError {
+        .writeFailed(path: path, reason: "\(action): \(String(cString: strerror(errno)))")
+    }
+    let descriptor = open(temporary, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
+    guard descriptor >= 0 else { throw failure("cannot create '\(temporary)'") }
+    var renamed = false
+    defer { if !renamed { unlink(temporary) } }
+    do {
+        defer { close(descriptor) }
+        try bytes.withUnsafeBytes { buffer in
+            var written = 0
+            while written < buffer.count {
+                let result = write(descriptor, buffer.baseAddress.unsafelyUnwrapped + written, buffer.count - written)
+                if result < 0 && errno == EINTR { continue }
+                if result <= 0 { throw failure("writing '\(temporary)' failed") }
+                written += result
+            }
+        }
+        guard fsync(descriptor) == 0 else { throw failure("syncing '\(temporary)' failed") }
+    }
+    guard rename(temporary, path) == 0 else { throw failure("renaming '\(temporary)' failed") }
+    renamed = true
+    // Sync the directory so the rename itself survives a crash. Some file systems refuse to
+    // sync directories; the data is already safe then, so that failure is not reported.
+    let slash = path.lastIndex(of: "/")
+    let directory = slash.map { $0 == path.startIndex ? "/" : String(path[..<$0]) } ?? "."
+    let directoryDescriptor = open(directory, O_RDONLY | O_DIRECTORY)
+    if directoryDescriptor >= 0 {
+        _ = fsync(directoryDescriptor)
+        close(directoryDescriptor)
+    }
+}

@@ -1,0 +1,178 @@
+import Foundation
+import FoveaData
+import FoveaModels
+import FoveaNN
+import FoveaOptim
+import FoveaTensor
+
+/// One epoch's figures, as written to `metrics.jsonl`.
+public struct EpochMetrics: Codable, Equatable, Sendable {
+    public var epoch: Int
+    public var trainLoss: Double
+    public var trainAccuracy: Double
+    public var testLoss: Double
+    public var testAccuracy: Double
+    public var learningRate: Double
+    /// Wall time of the training part of the epoch.
+    public var seconds: Double
+    /// Training images per second.
+    public var imagesPerSecond: Double
+
+    enum CodingKeys: String, CodingKey {
+        case epoch, seconds
+        case trainLoss = "train_loss", trainAccuracy = "train_accuracy", testLoss = "test_loss"
+        case testAccuracy = "test_accuracy", learningRate = "lr", imagesPerSecond = "images_per_second"
+    }
+}
+
+/// What a finished run returns.
+public struct TrainingResult {
+    public var model: Layer
+    public var history: [EpochMetrics]
+    public var report: ClassificationReport
+    /// Files written (empty without an output directory).
+    public var files: [String]
+}
+
+/// A labelled image set with its normalisation, ready to be cut into batches.
+public struct ImageClassificationSet {
+    public let dataset: IDXDataset
+    public let info: DatasetInfo
+    public let mean: Float
+    public let std: Float
+
+    /// Wraps a dataset with the normalisation applied to its pixels (scaled to [0, 1] first).
+    public init(dataset: IDXDataset, info: DatasetInfo, mean: Float, std: Float) {
+        (self.dataset, self.info, self.mean, self.std) = (dataset, info, mean, std)
+    }
+
+    /// Sample shape (C, H, W).
+    public var sampleShape: [Int] { [1, dataset.height, dataset.width] }
+
+    /// The batch of samples at `indices` as an (N, C, H, W) tensor and labels.
+    public func batch(_ indices: ArraySlice<Int>) -> (Tensor, [Int32]) {
+        let shape = [indices.count] + sampleShape
+        let images = Tensor.zeros(shape)
+        var labels = [Int32](repeating: 0, count: indices.count)
+        labels.withUnsafeMutableBufferPointer { buffer in
+            dataset.fillBatch(indices: indices, mean: mean, std: std, into: images.storage.pointer, labels: buffer.baseAddress!)
+        }
+        return (images, labels)
+    }
+}
+
+/// Trains a model from `TrainingOptions`: the loop of `trainStep`, per-epoch evaluation, metrics and files.
+public final class Trainer {
+    public let options: TrainingOptions
+    /// Receives progress; defaults to a terminal-aware printer.
+    public var progress: ProgressReporter
+
+    /// Creates a trainer; throws `TrainingError.invalidOption` for options out of range.
+    public init(options: TrainingOptions, progress: ProgressReporter = ProgressReporter()) throws {
+        if let problem = options.problem() { throw TrainingError.invalidOption(problem) }
+        self.options = options
+        self.progress = progress
+    }
+
+    /// Loads the training and test splits and their normalisation (mean/std of the training images).
+    public func loadData() throws -> (train: ImageClassificationSet, test: ImageClassificationSet) {
+        let info = try DatasetInfo.named(options.dataset)
+        let train = try IDXDataset(dataset: info, split: .train, dataDirectory: options.dataDirectory, limit: options.limitTrain)
+        let test = try IDXDataset(dataset: info, split: .test, dataDirectory: options.dataDirectory, limit: options.limitTest)
+        // Statistics of the full training split, so --limit-train does not change the preprocessing.
+        let statistics = options.limitTrain == nil ? train.meanAndStandardDeviation()
+            : try IDXDataset(dataset: info, split: .train, dataDirectory: options.dataDirectory).meanAndStandardDeviation()
+        let (mean, std) = (Float(statistics.mean), Float(max(statistics.std, 1e-6)))
+        return (ImageClassificationSet(dataset: train, info: info, mean: mean, std: std),
+                ImageClassificationSet(dataset: test, info: info, mean: mean, std: std))
+    }
+
+    /// Runs the whole job: data, model, epochs, evaluation, files.
+    public func fit() throws -> TrainingResult {
+        let (train, test) = try loadData()
+        Initialization.seed(options.seed)
+        let model = try ModelZoo.make(options.model, classCount: train.info.classCount, inputChannels: train.sampleShape[0])
+        let optimizer = try SGD(parameters: model.parameters(), learningRate: options.learningRate, momentum: options.momentum,
+                                weightDecay: options.weightDecay, nesterov: options.nesterov)
+        let output = try options.outputDirectory.map { try OutputDirectory(path: $0) }
+        try output?.startMetrics()
+
+        let stepsPerEpoch = (train.dataset.count + options.batchSize - 1) / options.batchSize
+        let schedule = options.learningRateSchedule(stepsPerEpoch: stepsPerEpoch)
+        var history: [EpochMetrics] = []
+        var step = 0
+        var lastReport: ClassificationReport?
+        for epoch in 1...options.epochs {
+            model.train()
+            let order = train.dataset.batchOrder(epoch: epoch, seed: options.seed, shuffle: true)
+            var lossSum = 0.0, correct = 0
+            let start = Date()
+            var learningRate = optimizer.learningRate
+            for batchStart in stride(from: 0, to: order.count, by: options.batchSize) {
+                let indices = order[batchStart..<min(batchStart + options.batchSize, order.count)]
+                let (images, labels) = train.batch(indices)
+                learningRate = schedule.learningRate(base: options.learningRate, step: step)
+                optimizer.learningRate = learningRate
+                let (loss, hits) = try trainStep(model: model, optimizer: optimizer, images: images, labels: labels,
+                                                 step: step, epoch: epoch)
+                lossSum += Double(loss) * Double(indices.count)
+                correct += hits
+                step += 1
+                progress.step(epoch: epoch, of: options.epochs, done: batchStart + indices.count, total: order.count,
+                              loss: lossSum / Double(batchStart + indices.count),
+                              accuracy: Double(correct) / Double(batchStart + indices.count), started: start)
+            }
+            let seconds = Date().timeIntervalSince(start)
+            let report = try evaluate(model: model, on: test, batchSize: options.evaluationBatchSize, split: "test")
+            lastReport = report
+            let metrics = EpochMetrics(epoch: epoch, trainLoss: lossSum / Double(order.count),
+                                       trainAccuracy: Double(correct) / Double(order.count), testLoss: report.loss ?? .nan,
+                                       testAccuracy: report.accuracy, learningRate: Double(learningRate), seconds: seconds,
+                                       imagesPerSecond: Double(order.count) / seconds)
+            history.append(metrics)
+            try output?.appendMetrics(metrics)
+            progress.epochFinished(metrics, of: options.epochs)
+        }
+        guard let report = lastReport else { throw TrainingError.invalidOption("no epoch ran") }
+        var files: [String] = []
+        if let output {
+            files.append(try output.writeReport(report))
+            let sidecar = ModelSidecar(architecture: options.model, classes: train.info.classNames,
+                                       inputShape: train.sampleShape, dataset: train.info.name,
+                                       mean: [train.mean], std: [train.std], options: options,
+                                       testAccuracy: report.accuracy)
+            files.append(contentsOf: try ModelFile.save(model, sidecar: sidecar, to: output.file("model.safetensors")))
+            files.insert(output.file("metrics.jsonl"), at: 0)
+        }
+        return TrainingResult(model: model, history: history, report: report, files: files)
+    }
+}
+
+/// One optimisation step: forward, loss, backward, update. Returns the batch loss and the number of correct predictions.
+/// Throws `TrainingError.nonFiniteLoss` before touching the weights if the loss is NaN or infinite.
+public func trainStep(model: Layer, optimizer: Optimizer, images: Tensor, labels: [Int32], labelSmoothing: Float = 0,
+                      step: Int, epoch: Int) throws -> (loss: Float, correct: Int) {
+    let logits = try model(images)
+    let loss = try crossEntropy(logits: logits, labels: labels, labelSmoothing: labelSmoothing)
+    let value = loss.scalarValue
+    guard value.isFinite else { throw TrainingError.nonFiniteLoss(step: step, epoch: epoch, value: value) }
+    optimizer.zeroGrad()
+    try loss.backward()
+    try optimizer.step()
+    let correct = try countCorrect(logits: logits, labels: labels)
+    return (value, correct)
+}
+
+/// Number of rows of `logits` whose arg-max equals the label.
+func countCorrect(logits: Tensor, labels: [Int32]) throws -> Int {
+    let classes = logits.shape[1]
+    return try logits.withPlainElements { values in
+        var correct = 0
+        for (row, label) in labels.enumerated() {
+            var best = 0
+            for j in 1..<classes where values[row * classes + j] > values[row * classes + best] { best = j }
+            if best == Int(label) { correct += 1 }
+        }
+        return correct
+    }
+}

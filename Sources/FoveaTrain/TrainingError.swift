@@ -1,0 +1,22 @@
+/// Errors that stop a training or evaluation run.
+public enum TrainingError: Error, CustomStringConvertible, Equatable {
+    /// The loss became NaN or infinite.
+    case nonFiniteLoss(step: Int, epoch: Int, value: Float)
+    /// An option is out of range.
+    case invalidOption(String)
+    /// A model file or its sidecar is unusable.
+    case badModelFile(path: String, reason: String)
+    /// Writing an output file failed.
+    case cannotWrite(path: String, reason: String)
+
+    public var description: String {
+        switch self {
+        case let .nonFiniteLoss(step, epoch, value):
+            return "training stopped: the loss is \(value) at step \(step) (epoch \(epoch)); lower --lr or check the data. "
+                + "Files written before this step are intact."
+        case let .invalidOption(message): return message
+        case let .badModelFile(path, reason): return "\(path): \(reason)"
+        case let .cannotWrite(path, reason): return "cannot write \(path): \(reason)"
+        }
+    }
+}

@@ -1,0 +1,79 @@
+import FoveaTensor
+import Testing
+
+/// One convolution configuration under test.
+struct ConvolutionOpCase: CustomStringConvertible, Sendable {
+    var input: [Int]           // N, C, H, W
+    var outputChannels: Int
+    var kernel: [Int]
+    var stride: [Int]
+    var padding: [Int]
+    var dilation: [Int] = [1, 1]
+    var groups = 1
+    var bias = true
+
+    var description: String {
+        "x\(input) k\(outputChannels)×\(kernel) s\(stride) p\(padding) d\(dilation) g\(groups)\(bias ? " +bias" : "")"
+    }
+
+    /// A random but valid configuration with odd sizes, strides 1–2, padding and groups.
+    static func random(seed: UInt64) -> ConvolutionOpCase {
+        var g = SeededGenerator(seed: seed)
+        func pick(_ range: ClosedRange<Int>) -> Int { range.lowerBound + Int(g.next() % UInt64(range.count)) }
+        let groups = [1, 1, 2, 3][pick(0...3)]
+        let channels = groups * pick(1...3), outputs = groups * pick(1...3)
+        let kernel = [pick(1...3), pick(1...3)]
+        let dilation = [pick(1...2), 1]
+        let stride = [pick(1...2), pick(1...2)]
+        let padding = [pick(0...kernel[0] / 2 + 1), pick(0...kernel[1] / 2 + 1)]
+        let height = dilation[0] * (kernel[0] - 1) + pick(1...5), width = kernel[1] + pick(1...6)
+        return ConvolutionOpCase(input: [pick(1...2), channels, height, width], outputChannels: outputs, kernel: kernel,
+                               stride: stride, padding: padding, dilation: dilation, groups: groups, bias: pick(0...1) == 1)
+    }
+}
+
+let fixedConvolutionOpCases: [ConvolutionOpCase] = [
+    ConvolutionOpCase(input: [2, 3, 7, 9], outputChannels: 4, kernel: [3, 3], stride: [1, 1], padding: [1, 1]),
+    ConvolutionOpCase(input: [2, 3, 5, 5], outputChannels: 5, kernel: [3, 3], stride: [2, 2], padding: [0, 0], bias: false),
+    ConvolutionOpCase(input: [1, 4, 6, 6], outputChannels: 6, kernel: [3, 3], stride: [1, 1], padding: [1, 1], groups: 2),
+    // Depthwise, stride 2, as in MobileNet.
+    ConvolutionOpCase(input: [2, 8, 7, 7], outputChannels: 8, kernel: [3, 3], stride: [2, 2], padding: [1, 1], groups: 8,
+                    bias: false),
+    ConvolutionOpCase(input: [1, 3, 9, 9], outputChannels: 2, kernel: [3, 3], stride: [1, 1], padding: [2, 2], dilation: [2, 2]),
+    ConvolutionOpCase(input: [2, 16, 5, 5], outputChannels: 16, kernel: [1, 1], stride: [1, 1], padding: [0, 0], bias: false),
+    // LeNet's first layer: one input channel, 5×5 kernel, padding 2.
+    ConvolutionOpCase(input: [2, 1, 8, 8], outputChannels: 6, kernel: [5, 5], stride: [1, 1], padding: [2, 2]),
+]
+
+@Suite("Convolution against the reference")
+struct ConvolutionTests {
+    func run(_ c: ConvolutionOpCase, layout: Layout) throws {
+        var generator = SeededGenerator(seed: UInt64(c.input.reduce(0, +) * 31 + c.outputChannels))
+        let x = randomArray(c.input, &generator)
+        let w = randomArray([c.outputChannels, c.input[1] / c.groups] + c.kernel, &generator, scale: 0.5)
+        let b = randomArray([c.outputChannels], &generator)
+        var inputs = [OpInput(array: x, layout: layout), OpInput(array: w)]
+        if c.bias { inputs.append(OpInput(array: b)) }
+        let geometry = ConvolutionGeometry(stride: c.stride, padding: c.padding, dilation: c.dilation, groups: c.groups)
+        try checkOp("conv2d \(c) \(layout)", inputs, gradientLayout: layout, forward: { t in
+            try conv2d(t[0], weight: t[1], bias: c.bias ? t[2] : nil, geometry: geometry)
+        }, reference: { a in
+            Reference.conv2d(a[0], weight: a[1], bias: c.bias ? a[2] : nil, stride: c.stride, padding: c.padding,
+                             dilation: c.dilation, groups: c.groups)
+        })
+    }
+
+    @Test("fixed shapes", arguments: fixedConvolutionOpCases, bothLayouts)
+    func fixed(_ c: ConvolutionOpCase, layout: Layout) throws { try run(c, layout: layout) }
+
+    @Test("random shapes", arguments: Array(UInt64(1)...12), bothLayouts)
+    func random(seed: UInt64, layout: Layout) throws { try run(.random(seed: seed), layout: layout) }
+
+    @Test("wrong channel count names the layer and both shapes")
+    func wrongChannels() throws {
+        let x = Tensor.zeros([1, 3, 8, 8]), w = Tensor.zeros([4, 2, 3, 3])
+        #expect(throws: TensorError.shapeMismatch(operation: "stem", expected: "(N, 2, H, W)", actual: [1, 3, 8, 8])) {
+            try conv2d(x, weight: w, geometry: ConvolutionGeometry(), name: "stem")
+        }
+    }
+}

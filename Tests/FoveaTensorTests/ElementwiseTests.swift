@@ -1,0 +1,115 @@
+import FoveaTensor
+import Testing
+
+let activationCases: [(String, Activation)] = [
+    ("relu", .relu), ("relu6", .relu6), ("leakyRelu", .leakyRelu(negativeSlope: 0.1)), ("silu", .silu),
+    ("sigmoid", .sigmoid), ("tanh", .tanh), ("hardSwish", .hardSwish),
+]
+
+func referenceActivation(_ activation: Activation, _ x: ReferenceArray) -> ReferenceArray {
+    switch activation {
+    case .relu: return Reference.relu(x)
+    case .relu6: return Reference.relu6(x)
+    case let .leakyRelu(slope): return Reference.leakyRelu(x, negativeSlope: Double(slope))
+    case .silu: return Reference.silu(x)
+    case .sigmoid: return Reference.sigmoid(x)
+    case .tanh: return Reference.tanh(x)
+    case .hardSwish: return Reference.hardSwish(x)
+    }
+}
+
+@Suite("Elementwise, linear, shape and loss ops against the reference")
+struct ElementwiseTests {
+    @Test("activations", arguments: activationCases.map(\.0), bothLayouts)
+    func activations(_ name: String, layout: Layout) throws {
+        let activation = activationCases.first { $0.0 == name }!.1
+        var generator = SeededGenerator(seed: 21)
+        // Scale 4 reaches past relu6's upper knee and hard-swish's ±3.
+        let x = randomArray([2, 5, 3, 4], &generator, scale: 4)
+        try checkOp("\(name) \(layout)", [OpInput(array: x, layout: layout)], gradientLayout: layout,
+                    forward: { t in try activate(t[0], activation) },
+                    reference: { a in referenceActivation(activation, a[0]) })
+    }
+
+    @Test("linear with and without bias", arguments: [true, false])
+    func linearOp(bias: Bool) throws {
+        var generator = SeededGenerator(seed: 22)
+        let x = randomArray([3, 7], &generator), w = randomArray([5, 7], &generator), b = randomArray([5], &generator)
+        let inputs = [OpInput(array: x), OpInput(array: w)] + (bias ? [OpInput(array: b)] : [])
+        try checkOp("linear", inputs, forward: { t in try linear(t[0], weight: t[1], bias: bias ? t[2] : nil) },
+                    reference: { a in Reference.linear(a[0], weight: a[1], bias: bias ? a[2] : nil) })
+    }
+
+    @Test("add in mixed layouts", arguments: bothLayouts, bothLayouts)
+    func addition(_ left: Layout, _ right: Layout) throws {
+        var generator = SeededGenerator(seed: 23)
+        let a = randomArray([2, 5, 3, 3], &generator), b = randomArray([2, 5, 3, 3], &generator)
+        try checkOp("add \(left)+\(right)", [OpInput(array: a, layout: left), OpInput(array: b, layout: right)],
+                    forward: { t in try t[0] + t[1] }, reference: { r in Reference.add(r[0], r[1]) })
+    }
+
+    @Test("multiply broadcast over channels", arguments: bothLayouts)
+    func multiply(_ layout: Layout) throws {
+        var generator = SeededGenerator(seed: 24)
+        let x = randomArray([2, 5, 3, 4], &generator), s = randomArray([2, 5, 1, 1], &generator)
+        try checkOp("multiplyChannels \(layout)", [OpInput(array: x, layout: layout), OpInput(array: s)], gradientLayout: layout,
+                    forward: { t in try multiplyChannels(t[0], by: t[1]) },
+                    reference: { r in Reference.multiplyChannels(r[0], by: r[1]) })
+    }
+
+    @Test("concatenate along channels", arguments: bothLayouts)
+    func concatenate(_ layout: Layout) throws {
+        var generator = SeededGenerator(seed: 25)
+        let a = randomArray([2, 3, 4, 5], &generator), b = randomArray([2, 6, 4, 5], &generator)
+        let c = randomArray([2, 1, 4, 5], &generator)
+        try checkOp("concatenate \(layout)", [OpInput(array: a, layout: layout), OpInput(array: b), OpInput(array: c, layout: layout)],
+                    forward: { t in try concatenateChannels(t) }, reference: { r in Reference.concatenateChannels(r) })
+    }
+
+    @Test("flatten and reshape from a blocked layout")
+    func flatten() throws {
+        var generator = SeededGenerator(seed: 26)
+        let x = randomArray([2, 5, 3, 2], &generator)
+        try checkOp("flatten", [OpInput(array: x, layout: .nChw8c)], forward: { t in try t[0].flattened() },
+                    reference: { r in ReferenceArray(shape: [2, 30], values: r[0].values) })
+        try checkOp("reshape", [OpInput(array: x)], forward: { t in try t[0].reshaped([5, -1]) },
+                    reference: { r in ReferenceArray(shape: [5, 12], values: r[0].values) })
+    }
+
+    @Test("softmax and log-softmax")
+    func softmaxOps() throws {
+        var generator = SeededGenerator(seed: 27)
+        let x = randomArray([4, 7], &generator, scale: 3)
+        try checkOp("softmax", [OpInput(array: x)], forward: { t in try softmax(t[0]) }, reference: { r in Reference.softmax(r[0]) })
+        try checkOp("logSoftmax", [OpInput(array: x)], forward: { t in try logSoftmax(t[0]) },
+                    reference: { r in Reference.logSoftmax(r[0]) })
+    }
+
+    @Test("cross-entropy with and without label smoothing", arguments: [0.0, 0.1])
+    func crossEntropyLoss(smoothing: Double) throws {
+        var generator = SeededGenerator(seed: 28)
+        let x = randomArray([5, 4], &generator, scale: 2)
+        let labels: [Int32] = [0, 3, 1, 1, 2]
+        try checkOp("crossEntropy ε=\(smoothing)", [OpInput(array: x)], forward: { t in
+            try crossEntropy(logits: t[0], labels: labels, labelSmoothing: Float(smoothing))
+        }, reference: { r in
+            ReferenceArray(shape: [], values: [Reference.crossEntropy(logits: r[0], labels: labels.map(Int.init),
+                                                                      labelSmoothing: smoothing)])
+        })
+    }
+
+    @Test("dropout scales kept elements and routes gradients through the same mask")
+    func dropoutOp() throws {
+        var generator = SeededGenerator(seed: 29)
+        let x = randomArray([4, 50], &generator)
+        // The mask is a pure function of the generator: element i is dropped when the i-th uniform draw is < p.
+        var maskGenerator = SeededGenerator(seed: 99)
+        let keep = (0..<x.count).map { _ in maskGenerator.nextUniform() >= 0.3 }
+        let dropped = keep.filter { !$0 }.count
+        #expect(dropped > 30 && dropped < 90, "about 30 % of 200 dropped, got \(dropped)")
+        try checkOp("dropout", [OpInput(array: x)], forward: { t in
+            var g = SeededGenerator(seed: 99)
+            return try dropout(t[0], probability: 0.3, generator: &g)
+        }, reference: { r in Reference.dropout(r[0], keepMask: keep, probability: 0.3) })
+    }
+}
