@@ -24,7 +24,7 @@ final class MemoryPool: @unchecked Sendable {
     private let limitBytes = 2 << 30
     private let lock = NSLock()
     /// Number of blocks obtained from the system (a steady-state training step should not raise it).
-    private(set) var systemAllocations = 0
+    private var systemAllocations = 0
 
     func take(_ capacity: Int) -> UnsafeMutablePointer<Float> {
         let count = max(capacity, 1)
@@ -55,4 +55,10 @@ final class MemoryPool: @unchecked Sendable {
 
     /// Blocks obtained from the system so far.
     var allocationCount: Int { lock.lock(); defer { lock.unlock() }; return systemAllocations }
+}
+
+extension Tensor {
+    /// How many memory blocks tensors have obtained from the system so far (not from the reuse pool).
+    /// A training step in steady state should not raise it.
+    public static var systemAllocationCount: Int { MemoryPool.shared.allocationCount }
 }

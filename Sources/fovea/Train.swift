@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import FoveaTensor
 import FoveaTrain
 
 struct Train: ParsableCommand {
@@ -54,6 +55,7 @@ struct Train: ParsableCommand {
         try runReportingErrors {
             let trainer = try Trainer(options: options, progress: ProgressReporter(quiet: quiet))
             let result = try trainer.fit()
+            if KernelProfile.enabled { FileHandle.standardError.write(Data((KernelProfile.summary() + "\n").utf8)) }
             if json {
                 printJSON(try result.report.jsonData())
             } else {

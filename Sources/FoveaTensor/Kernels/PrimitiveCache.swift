@@ -66,6 +66,8 @@ final class Primitive {
             arguments.append(dnnl_exec_arg_t(arg: DNNL_ARG_SCRATCHPAD, memory: memory))
         }
         let engine = Engine.shared
+        let started = KernelProfile.enabled ? DispatchTime.now().uptimeNanoseconds : 0
+        defer { if KernelProfile.enabled { KernelProfile.record(name, DispatchTime.now().uptimeNanoseconds - started) } }
         try arguments.withUnsafeBufferPointer { args in
             try check(dnnl_primitive_execute(primitive, engine.stream, Int32(args.count), args.baseAddress),
                       "dnnl_primitive_execute(\(name))")
@@ -102,7 +104,7 @@ final class PrimitiveCache: @unchecked Sendable {
         defer { kernelLock.unlock() }
         if let cached = entries[key] { return cached }
         let descriptor = try make()
-        let primitive = try Primitive(descriptor: descriptor, name: key.kind)
+        let primitive = try Primitive(descriptor: descriptor, name: "\(key.kind) \(key.values.prefix(9))")
         if entries.count >= capacity { entries.removeAll() }
         entries[key] = primitive
         return primitive
@@ -121,4 +123,26 @@ func makePrimitiveDescriptor<Descriptor>(_ opDescriptor: inout Descriptor, hint:
                                              Engine.shared.engine, hint), "dnnl_primitive_desc_create(\(name))")
     }
     return pd!
+}
+
+/// Optional per-primitive timing, switched on by the environment variable `FOVEA_PROFILE=1`;
+/// `fovea` prints the table at exit. Used to decide what to optimise (DESIGN: profile first).
+public enum KernelProfile {
+    /// Whether timing is on.
+    public static let enabled = ProcessInfo.processInfo.environment["FOVEA_PROFILE"] != nil
+    nonisolated(unsafe) private static var totals: [String: (calls: Int, nanoseconds: UInt64)] = [:]
+
+    static func record(_ name: String, _ nanoseconds: UInt64) {
+        let old = totals[name] ?? (0, 0)
+        totals[name] = (old.calls + 1, old.nanoseconds + nanoseconds)
+    }
+
+    /// A table of primitive kinds by total time, longest first.
+    public static func summary() -> String {
+        let rows = totals.sorted { $0.value.nanoseconds > $1.value.nanoseconds }
+        return rows.map { name, value in
+            String(format: "%-40@ %8d calls %9.1f ms %8.1f µs/call", name as NSString, value.calls,
+                   Double(value.nanoseconds) / 1e6, Double(value.nanoseconds) / 1e3 / Double(value.calls))
+        }.joined(separator: "\n")
+    }
 }

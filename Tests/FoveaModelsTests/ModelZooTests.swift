@@ -1,0 +1,56 @@
+import FoveaModels
+import FoveaNN
+import FoveaOptim
+import FoveaTensor
+import Testing
+
+@Suite("Model zoo")
+struct ModelZooTests {
+    @Test("LeNet-5 has 61,706 parameters for 10 classes")
+    func lenetParameterCount() throws {
+        // conv1 6·1·25+6, conv2 16·6·25+16, fc1 120·400+120, fc2 84·120+84, fc3 10·84+10.
+        let expected = (6 * 25 + 6) + (16 * 6 * 25 + 16) + (120 * 400 + 120) + (84 * 120 + 84) + (10 * 84 + 10)
+        #expect(expected == 61_706)
+        #expect(try ModelZoo.make("lenet5", classCount: 10, inputChannels: 1).parameterCount == expected)
+        #expect(try LeNet5().namedParameters().map(\.0) == ["conv1.weight", "conv1.bias", "conv2.weight", "conv2.bias",
+                                                            "fc1.weight", "fc1.bias", "fc2.weight", "fc2.bias",
+                                                            "fc3.weight", "fc3.bias"])
+    }
+
+    @Test("every registered model: finite logits of the right shape, and one SGD step lowers the loss",
+          arguments: ModelZoo.names)
+    func everyModel(_ name: String) throws {
+        let entry = try ModelZoo.entry(name)
+        Initialization.seed(1)
+        let classes = 7
+        let model = try entry.build(classes, entry.inputSize[0])
+        var generator = SeededGenerator(seed: 2)
+        let batch = 6
+        let shape = [batch] + entry.inputSize
+        let images = try Tensor(shape: shape, values: (0..<shape.reduce(1, *)).map { _ in Float(generator.nextNormal()) })
+        let labels = (0..<batch).map { Int32($0 % classes) }
+        let logits = try model(images)
+        #expect(logits.shape == [batch, classes])
+        #expect(try logits.toArray().allSatisfy(\.isFinite))
+        let optimizer = try SGD(parameters: model.parameters(), learningRate: 0.01, momentum: 0.9)
+        let before = try crossEntropy(logits: logits, labels: labels)
+        try before.backward()
+        try optimizer.step()
+        let after = try Autodiff.withoutRecording { try crossEntropy(logits: model(images), labels: labels) }
+        #expect(after.scalarValue < before.scalarValue)
+    }
+
+    @Test("unknown names are a typed error listing the known ones")
+    func unknown() {
+        #expect(throws: ModelZooError.unknownModel(name: "resnet9000", known: ModelZoo.names)) {
+            try ModelZoo.make("resnet9000", classCount: 10, inputChannels: 3)
+        }
+    }
+
+    @Test("LeNet-5 rejects an input of the wrong size, naming both shapes")
+    func wrongInput() throws {
+        #expect(throws: TensorError.shapeMismatch(operation: "LeNet5", expected: "(N, 1, 28, 28)", actual: [2, 1, 32, 32])) {
+            try LeNet5()(Tensor.zeros([2, 1, 32, 32]))
+        }
+    }
+}
