@@ -1,0 +1,126 @@
+import Foundation
+import FoveaData
+import FoveaTensor
+import Testing
+
+/// The `fovea` binary built next to the tests (`swift build --build-tests` builds it).
+let foveaBinary = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+    .deletingLastPathComponent().appendingPathComponent(".build/debug/fovea").path
+
+struct CommandResult {
+    var status: Int32
+    var output: String
+    var error: String
+}
+
+func runFovea(_ arguments: [String]) throws -> CommandResult {
+    guard FileManager.default.isExecutableFile(atPath: foveaBinary) else {
+        throw TensorError.invalidArgument(operation: "runFovea", message: "\(foveaBinary) is missing: run swift build --build-tests")
+    }
+    let process = Process()
+    process.executableURL = URL(fileURLWithPath: foveaBinary)
+    process.arguments = arguments
+    var environment = ProcessInfo.processInfo.environment
+    environment["FOVEA_DATA"] = nil
+    process.environment = environment
+    let output = Pipe(), error = Pipe()
+    process.standardOutput = output
+    process.standardError = error
+    try process.run()
+    let outputData = output.fileHandleForReading.readDataToEndOfFile()
+    let errorData = error.fileHandleForReading.readDataToEndOfFile()
+    process.waitUntilExit()
+    return CommandResult(status: process.terminationStatus, output: String(decoding: outputData, as: UTF8.self),
+                         error: String(decoding: errorData, as: UTF8.self))
+}
+
+/// Writes an MNIST-style directory of 28×28 images whose class k is a bright 6×6 square at a class-specific
+/// place plus noise, so a working pipeline learns it almost perfectly.
+func writeSyntheticMNIST(to directory: String, trainCount: Int = 400, testCount: Int = 100, seed: UInt64 = 1) throws {
+    var generator = SeededGenerator(seed: seed)
+    func split(_ count: Int) -> (IDXFile, IDXFile) {
+        var pixels = [UInt8](repeating: 0, count: count * 784)
+        var labels = [UInt8](repeating: 0, count: count)
+        for i in 0..<count {
+            let label = Int(generator.next() % 10)
+            labels[i] = UInt8(label)
+            for p in 0..<784 { pixels[i * 784 + p] = UInt8(generator.next() % 40) }
+            let (top, left) = (2 + (label / 5) * 12, 1 + (label % 5) * 5)
+            for y in top..<(top + 6) { for x in left..<(left + 5) { pixels[i * 784 + y * 28 + x] = 220 } }
+        }
+        return (IDXFile(dimensions: [count, 28, 28], bytes: pixels), IDXFile(dimensions: [count], bytes: labels))
+    }
+    let (trainImages, trainLabels) = split(trainCount)
+    let (testImages, testLabels) = split(testCount)
+    for (name, file) in [("train-images-idx3-ubyte", trainImages), ("train-labels-idx1-ubyte", trainLabels),
+                         ("t10k-images-idx3-ubyte", testImages), ("t10k-labels-idx1-ubyte", testLabels)] {
+        try Data(file.encoded()).write(to: URL(fileURLWithPath: directory + "/" + name))
+    }
+}
+
+@Suite("The fovea command line", .serialized)
+struct CommandLineTests {
+    @Test("train writes metrics, report and model; evaluate reproduces the accuracy")
+    func trainAndEvaluate() throws {
+        let data = try temporaryDirectory("cli-data"), output = try temporaryDirectory("cli-run")
+        try writeSyntheticMNIST(to: data)
+        let train = try runFovea(["train", "--model", "lenet5", "--dataset", "mnist", "--data-dir", data, "--epochs", "3",
+                                  "--batch-size", "32", "--lr", "0.05", "--output", output, "--json", "--quiet"])
+        #expect(train.status == 0, "train failed: \(train.error)")
+        let report = try #require(try JSONSerialization.jsonObject(with: Data(train.output.utf8)) as? [String: Any])
+        for key in ["dataset", "split", "samples", "accuracy", "top5_accuracy", "loss", "classes", "per_class", "macro",
+                    "weighted", "confusion_matrix"] {
+            #expect(report[key] != nil, "report lacks \(key)")
+        }
+        let accuracy = try #require(report["accuracy"] as? Double)
+        #expect(accuracy > 0.9, "a trivially separable set should be learned, got \(accuracy)")
+        for file in ["metrics.jsonl", "report.json", "model.safetensors", "model.json"] {
+            #expect(FileManager.default.fileExists(atPath: output + "/" + file), "\(file) not written")
+        }
+        let evaluation = try runFovea(["evaluate", "--weights", output + "/model.safetensors", "--dataset", "mnist",
+                                       "--data-dir", data, "--json"])
+        #expect(evaluation.status == 0, "evaluate failed: \(evaluation.error)")
+        let evaluated = try #require(try JSONSerialization.jsonObject(with: Data(evaluation.output.utf8)) as? [String: Any])
+        #expect(evaluated["accuracy"] as? Double == accuracy)
+    }
+
+    @Test("bad data ends with exit code 65 and names the file")
+    func badData() throws {
+        let missing = try runFovea(["train", "--dataset", "mnist", "--data-dir", "/nonexistent/fovea", "--epochs", "1"])
+        #expect(missing.status == 65)
+        #expect(missing.error.contains("/nonexistent/fovea"))
+
+        let data = try temporaryDirectory("cli-bad")
+        try writeSyntheticMNIST(to: data, trainCount: 50, testCount: 20)
+        let images = data + "/train-images-idx3-ubyte"
+        let whole = try Data(contentsOf: URL(fileURLWithPath: images))
+        try whole.prefix(whole.count - 100).write(to: URL(fileURLWithPath: images))
+        let truncated = try runFovea(["train", "--dataset", "mnist", "--data-dir", data, "--epochs", "1"])
+        #expect(truncated.status == 65)
+        #expect(truncated.error.contains(images))
+
+        try writeSyntheticMNIST(to: data, trainCount: 50, testCount: 20)
+        var labels = try Data(contentsOf: URL(fileURLWithPath: data + "/t10k-labels-idx1-ubyte"))
+        labels[8 + 3] = 10
+        try labels.write(to: URL(fileURLWithPath: data + "/t10k-labels-idx1-ubyte"))
+        let outOfRange = try runFovea(["train", "--dataset", "mnist", "--data-dir", data, "--epochs", "1"])
+        #expect(outOfRange.status == 65)
+        #expect(outOfRange.error.contains("t10k-labels-idx1-ubyte") && outOfRange.error.contains("10"))
+
+        try writeSyntheticMNIST(to: data, trainCount: 50, testCount: 20)
+        var magic = try Data(contentsOf: URL(fileURLWithPath: images))
+        magic[2] = 0x0D
+        try magic.write(to: URL(fileURLWithPath: images))
+        let wrongMagic = try runFovea(["train", "--dataset", "mnist", "--data-dir", data, "--epochs", "1"])
+        #expect(wrongMagic.status == 65)
+        #expect(wrongMagic.error.contains(images))
+    }
+
+    @Test("usage errors end with exit code 64")
+    func usage() throws {
+        #expect(try runFovea(["train", "--epochs", "0"]).status == 64)
+        #expect(try runFovea(["train", "--model", "no-such-model"]).status == 64)
+        #expect(try runFovea(["train", "--schedule", "sometimes"]).status == 64)
+        #expect(try runFovea(["train", "--no-such-flag"]).status == 64)
+    }
+}
