@@ -10,13 +10,27 @@ public enum ModelZoo {
         public let family: String
         /// Default input (channels, height, width).
         public let inputSize: [Int]
+        /// The smallest convenient input (channels, height, width) the architecture accepts, for quick tests.
+        public let smallInputSize: [Int]
         /// Builds the model.
         public let build: @Sendable (_ classCount: Int, _ inputChannels: Int) throws -> Layer
+
+        /// Creates an entry; `smallInputSize` defaults to 32×32 with the default channels.
+        public init(name: String, family: String, inputSize: [Int], smallInputSize: [Int]? = nil,
+                    build: @escaping @Sendable (_ classCount: Int, _ inputChannels: Int) throws -> Layer) {
+            (self.name, self.family, self.inputSize, self.build) = (name, family, inputSize, build)
+            self.smallInputSize = smallInputSize ?? [inputSize[0], 32, 32]
+        }
     }
 
-    /// Every registered model, in display order.
-    public static let entries: [Entry] = [
-        Entry(name: "lenet5", family: "LeNet", inputSize: [1, 28, 28]) { try LeNet5(classCount: $0, inputChannels: $1) },
+    /// Every registered model, in display order (one list per family file).
+    public static let entries: [Entry] = lenetEntries + alexNetEntries + vggEntries + inceptionEntries + resNetEntries
+        + cifarResNetEntries + mobileNetEntries + efficientNetEntries
+
+    static let lenetEntries: [Entry] = [
+        Entry(name: "lenet5", family: "LeNet", inputSize: [1, 28, 28], smallInputSize: [1, 28, 28]) {
+            try LeNet5(classCount: $0, inputChannels: $1)
+        },
     ]
 
     /// Registered names.

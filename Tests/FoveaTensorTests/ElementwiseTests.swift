@@ -3,7 +3,8 @@ import Testing
 
 let activationCases: [(String, Activation)] = [
     ("relu", .relu), ("relu6", .relu6), ("leakyRelu", .leakyRelu(negativeSlope: 0.1)), ("silu", .silu),
-    ("sigmoid", .sigmoid), ("tanh", .tanh), ("hardSwish", .hardSwish),
+    ("sigmoid", .sigmoid), ("tanh", .tanh), ("hardSwish", .hardSwish), ("linear", .linear(scale: -0.5, shift: 2)),
+    ("clip", .clip(lower: -1, upper: 2.5)),
 ]
 
 func referenceActivation(_ activation: Activation, _ x: ReferenceArray) -> ReferenceArray {
@@ -15,6 +16,8 @@ func referenceActivation(_ activation: Activation, _ x: ReferenceArray) -> Refer
     case .sigmoid: return Reference.sigmoid(x)
     case .tanh: return Reference.tanh(x)
     case .hardSwish: return Reference.hardSwish(x)
+    case let .linear(scale, shift): return x.map { Double(scale) * $0 + Double(shift) }
+    case let .clip(lower, upper): return x.map { min(max($0, Double(lower)), Double(upper)) }
     }
 }
 
@@ -29,6 +32,30 @@ struct ElementwiseTests {
         try checkOp("\(name) \(layout)", [OpInput(array: x, layout: layout)], gradientLayout: layout,
                     forward: { t in try activate(t[0], activation) },
                     reference: { a in referenceActivation(activation, a[0]) })
+    }
+
+    @Test("hard sigmoid", arguments: bothLayouts)
+    func hardSigmoidOp(_ layout: Layout) throws {
+        var generator = SeededGenerator(seed: 30)
+        let x = randomArray([2, 5, 3, 3], &generator, scale: 4)
+        try checkOp("hardSigmoid \(layout)", [OpInput(array: x, layout: layout)], gradientLayout: layout,
+                    forward: { t in try hardSigmoid(t[0]) },
+                    reference: { a in Reference.relu6(a[0].map { $0 + 3 }).map { $0 / 6 } })
+    }
+
+    @Test("stochastic depth drops whole samples", arguments: bothLayouts)
+    func stochasticDepth(_ layout: Layout) throws {
+        var generator = SeededGenerator(seed: 31)
+        let x = randomArray([16, 5, 2, 3], &generator)
+        // Sample i is dropped when the i-th uniform draw is below p.
+        var maskGenerator = SeededGenerator(seed: 5)
+        let keep = (0..<16).map { _ in maskGenerator.nextUniform() >= 0.5 }
+        #expect(keep.contains(false) && keep.contains(true))
+        let perElement = keep.flatMap { [Bool](repeating: $0, count: 30) }
+        try checkOp("stochasticDepth \(layout)", [OpInput(array: x, layout: layout)], gradientLayout: layout, forward: { t in
+            var g = SeededGenerator(seed: 5)
+            return try dropSamples(t[0], probability: 0.5, generator: &g)
+        }, reference: { r in Reference.dropout(r[0], keepMask: perElement, probability: 0.5) })
     }
 
     @Test("linear with and without bias", arguments: [true, false])

@@ -10,6 +10,10 @@ public enum Activation: Hashable, Sendable {
     case sigmoid
     case tanh
     case hardSwish
+    /// scale·x + shift.
+    case linear(scale: Float, shift: Float)
+    /// min(max(x, lower), upper).
+    case clip(lower: Float, upper: Float)
 
     var algorithm: (dnnl_alg_kind_t, Float, Float) {
         switch self {
@@ -20,6 +24,8 @@ public enum Activation: Hashable, Sendable {
         case .sigmoid: return (dnnl_eltwise_logistic, 0, 0)
         case .tanh: return (dnnl_eltwise_tanh, 0, 0)
         case .hardSwish: return (dnnl_eltwise_hardswish, 0, 0)
+        case let .linear(scale, shift): return (dnnl_eltwise_linear, scale, shift)
+        case let .clip(lower, upper): return (dnnl_eltwise_clip_v2, lower, upper)
         }
     }
 }
@@ -74,3 +80,7 @@ public func sigmoid(_ x: Tensor) throws -> Tensor { try activate(x, .sigmoid) }
 public func tanh(_ x: Tensor) throws -> Tensor { try activate(x, .tanh) }
 /// x·relu6(x + 3)/6. Differentiable.
 public func hardSwish(_ x: Tensor) throws -> Tensor { try activate(x, .hardSwish) }
+/// relu6(x + 3) / 6 (MobileNetV3's gate). Differentiable.
+public func hardSigmoid(_ x: Tensor) throws -> Tensor {
+    try activate(activate(x, .linear(scale: 1.0 / 6, shift: 0.5)), .clip(lower: 0, upper: 1))
+}

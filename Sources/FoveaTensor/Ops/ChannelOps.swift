@@ -107,3 +107,27 @@ public func dropout(_ x: Tensor, probability: Float, generator: inout SeededGene
         return [dx]
     }
 }
+
+/// Stochastic depth (Huang et al. 2016, "row" mode as torchvision): drops each sample's whole tensor
+/// with probability `probability` and scales survivors by 1/(1−p). The mask comes from `generator`. Differentiable.
+public func dropSamples(_ x: Tensor, probability: Float, generator: inout SeededGenerator) throws -> Tensor {
+    guard (0..<1).contains(probability) else {
+        throw TensorError.invalidArgument(operation: "stochasticDepth", message: "probability \(probability) not in [0, 1)")
+    }
+    guard probability > 0, let n = x.shape.first, n > 0 else { return x }
+    // Every layout keeps the batch dimension outermost, so each sample is one contiguous chunk.
+    let chunk = x.storage.capacity / n
+    let keep = 1 / (1 - probability)
+    let factors = (0..<n).map { _ in generator.nextUniform() < probability ? Float(0) : keep }
+    func scaled(_ t: Tensor) -> Tensor {
+        let result = Tensor(shape: t.shape, layout: t.layout, storage: Storage(capacity: t.storage.capacity))
+        let (a, c) = (t.storage.pointer, result.storage.pointer)
+        for sample in 0..<n {
+            let factor = factors[sample]
+            for i in (sample * chunk)..<((sample + 1) * chunk) { c[i] = a[i] * factor }
+        }
+        return result
+    }
+    let layout = x.layout
+    return scaled(x).recorded(from: [x]) { gradient in [scaled(try gradient.detached.reordered(to: layout))] }
+}

@@ -84,6 +84,7 @@ public func conv2d(_ input: Tensor, weight: Tensor, bias: Tensor? = nil,
     ]
     if let bias { buffers.append((DNNL_ARG_BIAS, try bias.detached.reordered(to: .plain).storage)) }
     try forward.execute(buffers)
+    OperationCounter.add(outputShape.reduce(1, *) * weight.shape[1...].reduce(1, *))
     guard training else { return result }
 
     let inputNeedsGradient = input.node != nil, weightNeedsGradient = weight.node != nil || bias?.node != nil

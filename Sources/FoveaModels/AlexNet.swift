@@ -1,0 +1,4 @@
+// AlexNet: registered by the family's builders (to be written).
+extension ModelZoo {
+    static let alexNetEntries: [Entry] = []
+}

@@ -1,0 +1,4 @@
+// EfficientNet: registered by the family's builders (to be written).
+extension ModelZoo {
+    static let efficientNetEntries: [Entry] = []
+}

@@ -1,0 +1,4 @@
+// Inception: registered by the family's builders (to be written).
+extension ModelZoo {
+    static let inceptionEntries: [Entry] = []
+}

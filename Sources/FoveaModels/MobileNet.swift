@@ -1,0 +1,4 @@
+// MobileNet: registered by the family's builders (to be written).
+extension ModelZoo {
+    static let mobileNetEntries: [Entry] = []
+}

@@ -1,0 +1,4 @@
+// ResNet: registered by the family's builders (to be written).
+extension ModelZoo {
+    static let resNetEntries: [Entry] = []
+}

@@ -1,0 +1,4 @@
+// VGG: registered by the family's builders (to be written).
+extension ModelZoo {
+    static let vggEntries: [Entry] = []
+}
