@@ -125,3 +125,13 @@ public final class Buffer {
     /// Wraps an initial value.
     public init(_ value: Tensor) { self.value = value }
 }
+
+/// A model with auxiliary classifier heads that are active in training only (GoogLeNet, Inception v3).
+/// During a training-mode forward pass it stores their logits; `trainStep` adds
+/// `auxiliaryLossWeight` × their cross-entropy to the main loss, as torchvision's reference recipe does.
+public protocol AuxiliaryClassifierModel: Layer {
+    /// Logits of the auxiliary heads from the latest training-mode forward pass (empty in evaluation mode).
+    var auxiliaryLogits: [Tensor] { get }
+    /// Weight of each auxiliary loss (0.3 for GoogLeNet, 0.4 for Inception v3).
+    var auxiliaryLossWeight: Float { get }
+}

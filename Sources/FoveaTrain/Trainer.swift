@@ -153,7 +153,13 @@ public final class Trainer {
 public func trainStep(model: Layer, optimizer: Optimizer, images: Tensor, labels: [Int32], labelSmoothing: Float = 0,
                       step: Int, epoch: Int) throws -> (loss: Float, correct: Int) {
     let logits = try model(images)
-    let loss = try crossEntropy(logits: logits, labels: labels, labelSmoothing: labelSmoothing)
+    var loss = try crossEntropy(logits: logits, labels: labels, labelSmoothing: labelSmoothing)
+    if let auxiliary = model as? any AuxiliaryClassifierModel {
+        for head in auxiliary.auxiliaryLogits {
+            let headLoss = try crossEntropy(logits: head, labels: labels, labelSmoothing: labelSmoothing)
+            loss = try loss + headLoss.scaled(by: auxiliary.auxiliaryLossWeight)
+        }
+    }
     let value = loss.scalarValue
     guard value.isFinite else { throw TrainingError.nonFiniteLoss(step: step, epoch: epoch, value: value) }
     optimizer.zeroGrad()
