@@ -158,3 +158,9 @@ final class OutputDirectory {
         return path
     }
 }
+
+extension Layer {
+    /// Loads a safetensors state dict (torchvision keys) into this model's parameters and buffers, strictly:
+    /// missing keys, unexpected keys and shape mismatches are all listed in one `TrainingError.badModelFile`.
+    public func load(safetensors path: String) throws { try ModelFile.loadWeights(into: self, from: path) }
+}
