@@ -1,0 +1,121 @@
+import ArgumentParser
+import Foundation
+import FoveaModels
+import FoveaNN
+import FoveaOptim
+import FoveaTensor
+import FoveaTrain
+
+/// One benchmark workload, the same as in ../shared/bench/torch_anchor.py.
+struct Workload {
+    let name: String
+    let model: String
+    let classes: Int
+    let input: [Int]
+    let trainBatch: Int
+    let inferenceBatch: Int
+}
+
+let workloads: [Workload] = [
+    Workload(name: "lenet5_28", model: "lenet5", classes: 10, input: [1, 28, 28], trainBatch: 128, inferenceBatch: 256),
+    Workload(name: "resnet20_32", model: "resnet20", classes: 10, input: [3, 32, 32], trainBatch: 128, inferenceBatch: 256),
+    Workload(name: "resnet18_224", model: "resnet18", classes: 1000, input: [3, 224, 224], trainBatch: 16, inferenceBatch: 16),
+    Workload(name: "mobilenet_v2_224", model: "mobilenet_v2", classes: 1000, input: [3, 224, 224], trainBatch: 16,
+             inferenceBatch: 16),
+    Workload(name: "efficientnet_b0_224", model: "efficientnet_b0", classes: 1000, input: [3, 224, 224], trainBatch: 16,
+             inferenceBatch: 16),
+]
+
+struct Bench: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Measure training and inference images/s on the reference workloads.",
+        discussion: """
+            Training is forward, backward and an SGD step (momentum 0.9, weight decay 5e-4) on random data;
+            inference runs in evaluation mode without the tape. Each figure is the median over repeats after
+            one warm-up, repeated for at least --seconds and 3 times. GFLOP/s counts 2 FLOPs per multiply-add
+            of convolutions and fully connected layers (training: 3× the forward pass). Peak RSS is the
+            process's high-water mark after the workload. Workloads: \(workloads.map(\.name).joined(separator: ", ")).
+            """)
+
+    @Option(name: .customLong("workload"), help: "Workloads to run (default: all).") var selected: [String] = []
+    @Option(help: "Minimum timed seconds per measurement.") var seconds: Double = 8
+    @Option(help: "The machine's peak GFLOP/s, for the utilisation column.") var peak: Double = 205
+    @Flag(help: "One JSON object per workload.") var json = false
+
+    func run() throws {
+        try runReportingErrors {
+            for name in selected where !workloads.contains(where: { $0.name == name }) {
+                throw TrainingError.invalidOption("unknown workload '\(name)'; known: \(workloads.map(\.name).joined(separator: ", "))")
+            }
+            guard seconds > 0 else { throw TrainingError.invalidOption("--seconds must be positive") }
+            for workload in workloads where selected.isEmpty || selected.contains(workload.name) {
+                try measure(workload)
+            }
+        }
+    }
+
+    func measure(_ workload: Workload) throws {
+        Initialization.seed(0)
+        let model = try ModelZoo.make(workload.model, classCount: workload.classes, inputChannels: workload.input[0])
+        var generator = SeededGenerator(seed: 1)
+        func randomBatch(_ n: Int) throws -> Tensor {
+            let shape = [n] + workload.input
+            return try Tensor(shape: shape, values: (0..<shape.reduce(1, *)).map { _ in Float(generator.nextNormal()) })
+        }
+        let images = try randomBatch(workload.trainBatch)
+        let labels = (0..<workload.trainBatch).map { _ in Int32(generator.next() % 10) }
+        let optimizer = try SGD(parameters: model.parameters(), learningRate: 0.01, momentum: 0.9, weightDecay: 5e-4)
+        model.train()
+        var step = 0
+        let (trainTime, trainRepeats) = try timeMedian {
+            _ = try trainStep(model: model, optimizer: optimizer, images: images, labels: labels, step: step, epoch: 1)
+            step += 1
+        }
+        model.eval()
+        let inferenceImages = try randomBatch(workload.inferenceBatch)
+        let multiplyAdds = try OperationCounter.countMultiplyAdds {
+            _ = try Autodiff.withoutRecording { try model(inferenceImages) }
+        } / workload.inferenceBatch
+        let (inferenceTime, inferenceRepeats) = try timeMedian {
+            _ = try Autodiff.withoutRecording { try model(inferenceImages) }
+        }
+        let trainRate = Double(workload.trainBatch) / trainTime
+        let inferenceRate = Double(workload.inferenceBatch) / inferenceTime
+        let trainGFLOPs = trainRate * Double(multiplyAdds) * 6 / 1e9
+        let inferenceGFLOPs = inferenceRate * Double(multiplyAdds) * 2 / 1e9
+        var usage = rusage()
+        getrusage(RUSAGE_SELF.rawValue, &usage)
+        let peakMB = Double(usage.ru_maxrss) / 1024
+        if json {
+            let object: [String: Any] = [
+                "workload": workload.name, "framework": "fovea", "train_batch": workload.trainBatch,
+                "train_img_s": (trainRate * 10).rounded() / 10, "train_reps": trainRepeats,
+                "infer_batch": workload.inferenceBatch, "infer_img_s": (inferenceRate * 10).rounded() / 10,
+                "infer_reps": inferenceRepeats, "params": model.parameterCount, "peak_rss_mb": peakMB.rounded(),
+                "train_gflops": (trainGFLOPs * 10).rounded() / 10, "infer_gflops": (inferenceGFLOPs * 10).rounded() / 10,
+                "train_peak_fraction": (trainGFLOPs / peak * 1000).rounded() / 1000,
+                "infer_peak_fraction": (inferenceGFLOPs / peak * 1000).rounded() / 1000,
+            ]
+            printJSON(try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys]))
+        } else {
+            print(String(format: "%-20@ train %9.1f img/s (%3d reps, %5.1f GFLOP/s, %4.1f %% of peak)   "
+                         + "infer %9.1f img/s (%3d reps, %5.1f GFLOP/s)   peak RSS %.0f MB",
+                         workload.name as NSString, trainRate, trainRepeats, trainGFLOPs, trainGFLOPs / peak * 100,
+                         inferenceRate, inferenceRepeats, inferenceGFLOPs, peakMB))
+        }
+    }
+
+    /// Median seconds of `body` over repeats after one warm-up call, for at least `seconds` and 3 repeats.
+    func timeMedian(_ body: () throws -> Void) throws -> (Double, Int) {
+        try body()
+        var times: [Double] = []
+        let start = DispatchTime.now().uptimeNanoseconds
+        while times.count < 3 || Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9 < seconds {
+            let t = DispatchTime.now().uptimeNanoseconds
+            try body()
+            times.append(Double(DispatchTime.now().uptimeNanoseconds - t) / 1e9)
+        }
+        times.sort()
+        return (times[times.count / 2], times.count)
+    }
+}
