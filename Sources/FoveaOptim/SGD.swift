@@ -3,12 +3,32 @@ import FoveaTensor
 
 /// An optimizer updates parameters from their accumulated gradients.
 public protocol Optimizer: AnyObject {
+    /// The parameters it updates.
+    var parameters: [Parameter] { get }
     /// The learning rate used by the next `step()`.
     var learningRate: Float { get set }
     /// Applies one update to every parameter that has a gradient.
     func step() throws
+}
+
+extension Optimizer {
     /// Clears all gradients.
-    func zeroGrad()
+    public func zeroGrad() { for parameter in parameters { parameter.grad = nil } }
+}
+
+/// Which parameters receive weight decay: all, or all but biases and normalisation scales/shifts
+/// (every parameter with fewer than two dimensions), as timm's `--opt` recipes do.
+public enum WeightDecayPolicy: String, Sendable, CaseIterable {
+    case all
+    case excludeBiasAndNormalization = "exclude-bias-norm"
+
+    /// One flag per parameter: true where decay applies.
+    public func mask(for parameters: [Parameter]) -> [Bool] {
+        switch self {
+        case .all: return parameters.map { _ in true }
+        case .excludeBiasAndNormalization: return parameters.map { $0.value.shape.count >= 2 }
+        }
+    }
 }
 
 /// Stochastic gradient descent with momentum, Nesterov momentum and coupled (L2) weight decay,
@@ -19,12 +39,14 @@ public final class SGD: Optimizer {
     public let momentum: Float
     public let weightDecay: Float
     public let nesterov: Bool
+    /// Per parameter: whether weight decay applies.
+    public let decayMask: [Bool]
     /// Momentum buffers, one per parameter (nil until its first update).
     public private(set) var momentumBuffers: [Tensor?]
 
     /// Creates the optimizer over `parameters`.
     public init(parameters: [Parameter], learningRate: Float, momentum: Float = 0, weightDecay: Float = 0,
-                nesterov: Bool = false) throws {
+                nesterov: Bool = false, weightDecayPolicy: WeightDecayPolicy = .all) throws {
         guard learningRate >= 0, momentum >= 0, weightDecay >= 0, !(nesterov && momentum == 0) else {
             throw TensorError.invalidArgument(operation: "SGD", message:
                 "learning rate \(learningRate), momentum \(momentum), weight decay \(weightDecay), nesterov \(nesterov) are not valid")
@@ -34,6 +56,7 @@ public final class SGD: Optimizer {
         self.momentum = momentum
         self.weightDecay = weightDecay
         self.nesterov = nesterov
+        decayMask = weightDecayPolicy.mask(for: parameters)
         momentumBuffers = Array(repeating: nil, count: parameters.count)
     }
 
@@ -43,7 +66,7 @@ public final class SGD: Optimizer {
             let gradient = try grad.reordered(to: .plain)
             let count = parameter.value.count
             let w = parameter.value.storage.pointer, g = gradient.storage.pointer
-            let (lr, mu, decay) = (learningRate, momentum, weightDecay)
+            let (lr, mu, decay) = (learningRate, momentum, decayMask[index] ? weightDecay : 0)
             if mu == 0 {
                 for i in 0..<count { w[i] -= lr * (g[i] + decay * w[i]) }
                 continue
@@ -66,6 +89,4 @@ public final class SGD: Optimizer {
             withExtendedLifetime((gradient, buffer)) {}
         }
     }
-
-    public func zeroGrad() { for parameter in parameters { parameter.grad = nil } }
 }
