@@ -92,8 +92,7 @@ public final class Trainer {
         let (train, test) = try loadData()
         Initialization.seed(options.seed)
         let model = try ModelZoo.make(options.model, classCount: train.info.classCount, inputChannels: train.sampleShape[0])
-        let optimizer = try SGD(parameters: model.parameters(), learningRate: options.learningRate, momentum: options.momentum,
-                                weightDecay: options.weightDecay, nesterov: options.nesterov)
+        let optimizer = try options.makeOptimizer(model.parameters())
         let output = try options.outputDirectory.map { try OutputDirectory(path: $0) }
         try output?.startMetrics()
 
@@ -111,10 +110,12 @@ public final class Trainer {
             for batchStart in stride(from: 0, to: order.count, by: options.batchSize) {
                 let indices = order[batchStart..<min(batchStart + options.batchSize, order.count)]
                 let (images, labels) = train.batch(indices)
-                learningRate = schedule.learningRate(base: options.learningRate, step: step)
+                let scheduleStep = options.scheduleUnit == "epoch" ? epoch - 1 : step
+                learningRate = schedule.learningRate(base: options.learningRate, step: scheduleStep)
                 optimizer.learningRate = learningRate
                 let (loss, hits) = try trainStep(model: model, optimizer: optimizer, images: images, labels: labels,
-                                                 step: step, epoch: epoch)
+                                                 labelSmoothing: options.labelSmoothing,
+                                                 clipGradientNorm: options.clipGradientNorm, step: step, epoch: epoch)
                 lossSum += Double(loss) * Double(indices.count)
                 correct += hits
                 step += 1
@@ -151,7 +152,7 @@ public final class Trainer {
 /// One optimisation step: forward, loss, backward, update. Returns the batch loss and the number of correct predictions.
 /// Throws `TrainingError.nonFiniteLoss` before touching the weights if the loss is NaN or infinite.
 public func trainStep(model: Layer, optimizer: Optimizer, images: Tensor, labels: [Int32], labelSmoothing: Float = 0,
-                      step: Int, epoch: Int) throws -> (loss: Float, correct: Int) {
+                      clipGradientNorm maximumNorm: Float? = nil, step: Int, epoch: Int) throws -> (loss: Float, correct: Int) {
     let logits = try model(images)
     var loss = try crossEntropy(logits: logits, labels: labels, labelSmoothing: labelSmoothing)
     if let auxiliary = model as? any AuxiliaryClassifierModel {
@@ -164,6 +165,7 @@ public func trainStep(model: Layer, optimizer: Optimizer, images: Tensor, labels
     guard value.isFinite else { throw TrainingError.nonFiniteLoss(step: step, epoch: epoch, value: value) }
     optimizer.zeroGrad()
     try loss.backward()
+    if let maximumNorm { try clipGradientNorm(optimizer.parameters, maximumNorm: maximumNorm) }
     try optimizer.step()
     let correct = try countCorrect(logits: logits, labels: labels)
     return (value, correct)

@@ -1,4 +1,8 @@
+import FoveaNN
 import FoveaOptim
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// Everything that defines a training run; the CLI fills it from flags.
 public struct TrainingOptions: Codable, Equatable, Sendable {
@@ -13,10 +17,26 @@ public struct TrainingOptions: Codable, Equatable, Sendable {
     public var momentum: Float = 0.9
     public var weightDecay: Float = 5e-4
     public var nesterov = false
-    /// `constant`, `step` or `cosine`.
+    /// Adam/AdamW: moment decay rates; Adam/AdamW/RMSprop: ε.
+    public var beta1: Float = 0.9
+    public var beta2: Float = 0.999
+    public var epsilon: Float = 1e-8
+    /// RMSprop: square-average decay and TensorFlow-style ε (inside the root, averages start at one).
+    public var rmspropAlpha: Float = 0.99
+    public var rmspropTensorFlow = false
+    /// `all` or `exclude-bias-norm` (no decay on parameters with fewer than two dimensions).
+    public var weightDecayPolicy = "all"
+    /// Clip the global gradient norm to this value.
+    public var clipGradientNorm: Float?
+    /// `constant`, `step`, `multistep`, `exponential`, `cosine` or `onecycle`.
     public var schedule = "cosine"
-    /// For the step schedule: epochs between decays and the decay factor.
+    /// Whether the schedule advances every optimizer `step` or every `epoch`.
+    public var scheduleUnit = "step"
+    /// Linear warm-up epochs in front of the schedule (from 1 % of the rate).
+    public var warmupEpochs = 0
+    /// step: epochs between decays; multistep: the epochs at which to decay; both and exponential: the factor.
     public var stepEpochs = 30
+    public var milestones: [Int] = []
     public var stepGamma: Float = 0.1
     public var labelSmoothing: Float = 0
     public var seed: UInt64 = 0
@@ -35,7 +55,10 @@ public struct TrainingOptions: Codable, Equatable, Sendable {
     enum CodingKeys: String, CodingKey {
         case model, dataset, epochs, optimizer, nesterov, schedule, seed
         case dataDirectory = "data_dir", batchSize = "batch_size", learningRate = "lr", momentum, weightDecay = "weight_decay"
-        case stepEpochs = "step_epochs", stepGamma = "step_gamma", labelSmoothing = "label_smoothing"
+        case stepEpochs = "step_epochs", stepGamma = "gamma", labelSmoothing = "label_smoothing", milestones
+        case beta1, beta2, epsilon = "eps", rmspropAlpha = "rmsprop_alpha", rmspropTensorFlow = "rmsprop_tf"
+        case weightDecayPolicy = "weight_decay_policy", clipGradientNorm = "clip_grad_norm", scheduleUnit = "schedule_unit"
+        case warmupEpochs = "warmup_epochs"
         case limitTrain = "limit_train", limitTest = "limit_test", outputDirectory = "output"
         case evaluationBatchSize = "eval_batch_size"
     }
@@ -48,8 +71,22 @@ public struct TrainingOptions: Codable, Equatable, Sendable {
         if momentum < 0 || momentum >= 1 { return "--momentum must be in [0, 1) (got \(momentum))" }
         if weightDecay < 0 { return "--weight-decay must not be negative (got \(weightDecay))" }
         if nesterov && momentum == 0 { return "--nesterov needs a positive --momentum" }
-        if !["constant", "step", "cosine"].contains(schedule) { return "--schedule must be constant, step or cosine (got \(schedule))" }
-        if optimizer != "sgd" { return "--optimizer \(optimizer) is not available; this build trains with sgd" }
+        if !Self.schedules.contains(schedule) {
+            return "--schedule must be one of \(Self.schedules.joined(separator: ", ")) (got \(schedule))"
+        }
+        if !Self.optimizers.contains(optimizer) {
+            return "--optimizer must be one of \(Self.optimizers.joined(separator: ", ")) (got \(optimizer))"
+        }
+        if !["step", "epoch"].contains(scheduleUnit) { return "--schedule-unit must be step or epoch (got \(scheduleUnit))" }
+        if WeightDecayPolicy(rawValue: weightDecayPolicy) == nil {
+            return "--weight-decay-policy must be all or exclude-bias-norm (got \(weightDecayPolicy))"
+        }
+        if !(0..<1).contains(beta1) || !(0..<1).contains(beta2) { return "--beta1 and --beta2 must be in [0, 1)" }
+        if !(epsilon >= 0) { return "--eps must not be negative" }
+        if !(0..<1).contains(rmspropAlpha) { return "--rmsprop-alpha must be in [0, 1)" }
+        if let clipGradientNorm, !(clipGradientNorm > 0) { return "--clip-grad-norm must be positive" }
+        if warmupEpochs < 0 || warmupEpochs >= epochs { return "--warmup-epochs must be in 0..<epochs" }
+        if schedule == "multistep" && milestones.isEmpty { return "--schedule multistep needs --milestones" }
         if stepEpochs < 1 { return "--step-epochs must be at least 1" }
         if labelSmoothing < 0 || labelSmoothing >= 1 { return "--label-smoothing must be in [0, 1)" }
         if let limitTrain, limitTrain < 1 { return "--limit-train must be at least 1" }
@@ -57,12 +94,43 @@ public struct TrainingOptions: Codable, Equatable, Sendable {
         return nil
     }
 
-    /// The learning-rate schedule for `stepsPerEpoch` optimizer steps per epoch (stepped every step).
+    /// Optimizer names `--optimizer` accepts.
+    public static let optimizers = ["sgd", "adam", "adamw", "rmsprop"]
+    /// Schedule names `--schedule` accepts.
+    public static let schedules = ["constant", "step", "multistep", "exponential", "cosine", "onecycle"]
+
+    /// The learning-rate schedule in units of the schedule's step (an optimizer step, or an epoch when
+    /// `scheduleUnit` is `epoch`), with the warm-up in front.
     public func learningRateSchedule(stepsPerEpoch: Int) -> LearningRateSchedule {
+        let unit = scheduleUnit == "epoch" ? 1 : stepsPerEpoch
+        let warmup = warmupEpochs * unit
+        let remaining = (epochs - warmupEpochs) * unit
+        let main: LearningRateSchedule
         switch schedule {
-        case "cosine": return .cosine(totalSteps: epochs * stepsPerEpoch, minimum: 0)
-        case "step": return .step(stepSize: stepEpochs * stepsPerEpoch, gamma: stepGamma)
-        default: return .constant
+        case "cosine": main = .cosine(totalSteps: remaining, minimum: 0)
+        case "step": main = .step(stepSize: stepEpochs * unit, gamma: stepGamma)
+        case "multistep": main = .multiStep(milestones: milestones.map { max($0 - warmupEpochs, 0) * unit }, gamma: stepGamma)
+        case "exponential": main = .exponential(gamma: scheduleUnit == "epoch" ? stepGamma : powf(stepGamma, 1 / Float(unit)))
+        case "onecycle": main = .oneCycle(totalSteps: remaining, warmupFraction: 0.3, divisor: 25, finalDivisor: 1e4)
+        default: main = .constant
+        }
+        return warmup > 0 ? .warmup(steps: warmup, startFactor: 0.01, then: main) : main
+    }
+
+    /// The optimizer these options describe, over `parameters`.
+    public func makeOptimizer(_ parameters: [Parameter]) throws -> Optimizer {
+        let policy = WeightDecayPolicy(rawValue: weightDecayPolicy) ?? .all
+        switch optimizer {
+        case "adam", "adamw":
+            return try Adam(parameters: parameters, learningRate: learningRate, beta1: beta1, beta2: beta2, epsilon: epsilon,
+                            weightDecay: weightDecay, decoupled: optimizer == "adamw", weightDecayPolicy: policy)
+        case "rmsprop":
+            return try RMSprop(parameters: parameters, learningRate: learningRate, alpha: rmspropAlpha, epsilon: epsilon,
+                               momentum: momentum, weightDecay: weightDecay, tensorFlowStyle: rmspropTensorFlow,
+                               weightDecayPolicy: policy)
+        default:
+            return try SGD(parameters: parameters, learningRate: learningRate, momentum: momentum, weightDecay: weightDecay,
+                           nesterov: nesterov, weightDecayPolicy: policy)
         }
     }
 }

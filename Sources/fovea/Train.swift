@@ -16,14 +16,29 @@ struct Train: ParsableCommand {
     @Option(name: .customLong("data-dir"), help: "Folder holding the dataset's files.") var dataDir: String?
     @Option(help: "Number of passes over the training set.") var epochs = 10
     @Option(name: .customLong("batch-size"), help: "Training mini-batch size.") var batchSize = 128
-    @Option(help: "Optimizer: sgd.") var optimizer = "sgd"
+    @Option(help: "Optimizer: sgd, adam, adamw (decoupled weight decay) or rmsprop.") var optimizer = "sgd"
     @Option(help: "Base learning rate.") var lr: Float = 0.05
-    @Option(help: "SGD momentum.") var momentum: Float = 0.9
+    @Option(help: "SGD and RMSprop momentum.") var momentum: Float = 0.9
+    @Option(help: "Adam/AdamW first-moment decay.") var beta1: Float = 0.9
+    @Option(help: "Adam/AdamW second-moment decay.") var beta2: Float = 0.999
+    @Option(help: "Adam/AdamW/RMSprop epsilon.") var eps: Float = 1e-8
+    @Option(name: .customLong("rmsprop-alpha"), help: "RMSprop square-average decay.") var rmspropAlpha: Float = 0.99
+    @Flag(name: .customLong("rmsprop-tf"), help: "RMSprop with TensorFlow's epsilon inside the square root (EfficientNet).")
+    var rmspropTensorFlow = false
+    @Option(name: .customLong("weight-decay-policy"), help: "all, or exclude-bias-norm to skip biases and normalisation parameters.")
+    var weightDecayPolicy = "all"
+    @Option(name: .customLong("clip-grad-norm"), help: "Clip the global gradient norm to this value.") var clipGradNorm: Float?
     @Flag(help: "Use Nesterov momentum.") var nesterov = false
     @Option(name: .customLong("weight-decay"), help: "L2 weight decay (added to the gradient).") var weightDecay: Float = 5e-4
-    @Option(help: "Learning-rate schedule, stepped every iteration: constant, step or cosine.") var schedule = "cosine"
+    @Option(help: "Learning-rate schedule: constant, step, multistep, exponential, cosine or onecycle.") var schedule = "cosine"
+    @Option(name: .customLong("schedule-unit"), help: "Advance the schedule every optimizer step or every epoch.")
+    var scheduleUnit = "step"
+    @Option(name: .customLong("warmup-epochs"), help: "Linear warm-up epochs (from 1 % of --lr) before the schedule.")
+    var warmupEpochs = 0
     @Option(name: .customLong("step-epochs"), help: "For --schedule step: epochs between decays.") var stepEpochs = 30
-    @Option(name: .customLong("step-gamma"), help: "For --schedule step: decay factor.") var stepGamma: Float = 0.1
+    @Option(parsing: .upToNextOption, help: "For --schedule multistep: epochs at which the rate is multiplied by --gamma.")
+    var milestones: [Int] = []
+    @Option(help: "Decay factor for step and multistep; per-epoch factor for exponential.") var gamma: Float = 0.1
     @Option(name: .customLong("label-smoothing"), help: "Label smoothing ε for the cross-entropy loss.") var labelSmoothing: Float = 0
     @Option(help: "Seed for initialisation and shuffling; the same seed gives the same run.") var seed: UInt64 = 0
     @Option(name: .customLong("limit-train"), help: "Train on the first N training samples only.") var limitTrain: Int?
@@ -46,7 +61,17 @@ struct Train: ParsableCommand {
         options.weightDecay = weightDecay
         options.schedule = schedule
         options.stepEpochs = stepEpochs
-        options.stepGamma = stepGamma
+        options.stepGamma = gamma
+        options.milestones = milestones
+        options.scheduleUnit = scheduleUnit
+        options.warmupEpochs = warmupEpochs
+        options.beta1 = beta1
+        options.beta2 = beta2
+        options.epsilon = eps
+        options.rmspropAlpha = rmspropAlpha
+        options.rmspropTensorFlow = rmspropTensorFlow
+        options.weightDecayPolicy = weightDecayPolicy
+        options.clipGradientNorm = clipGradNorm
         options.labelSmoothing = labelSmoothing
         options.seed = seed
         options.limitTrain = limitTrain

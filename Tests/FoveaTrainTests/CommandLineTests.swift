@@ -84,6 +84,25 @@ struct CommandLineTests {
         #expect(evaluated["accuracy"] as? Double == accuracy)
     }
 
+    @Test("every optimizer and schedule trains end to end", arguments: [
+        ["--optimizer", "adam", "--lr", "0.003", "--schedule", "cosine"],
+        ["--optimizer", "adamw", "--lr", "0.003", "--weight-decay", "0.05", "--weight-decay-policy", "exclude-bias-norm",
+         "--schedule", "onecycle"],
+        ["--optimizer", "rmsprop", "--lr", "0.003", "--momentum", "0", "--schedule", "exponential", "--gamma", "0.7"],
+        ["--optimizer", "sgd", "--nesterov", "--lr", "0.05", "--schedule", "multistep", "--milestones", "2", "3",
+         "--schedule-unit", "epoch", "--warmup-epochs", "1", "--clip-grad-norm", "2", "--label-smoothing", "0.1"],
+    ])
+    func optimizers(_ arguments: [String]) throws {
+        let data = try temporaryDirectory("cli-optimizers")
+        try writeSyntheticMNIST(to: data)
+        let run = try runFovea(["train", "--dataset", "mnist", "--data-dir", data, "--epochs", "4", "--batch-size", "32",
+                                "--json", "--quiet"] + arguments)
+        #expect(run.status == 0, "\(arguments): \(run.error)")
+        let report = try JSONSerialization.jsonObject(with: Data(run.output.utf8)) as? [String: Any]
+        let accuracy = report?["accuracy"] as? Double ?? 0
+        #expect(accuracy > 0.9, "\(arguments) reached only \(accuracy)")
+    }
+
     @Test("bad data ends with exit code 65 and names the file")
     func badData() throws {
         let missing = try runFovea(["train", "--dataset", "mnist", "--data-dir", "/nonexistent/fovea", "--epochs", "1"])
@@ -122,5 +141,7 @@ struct CommandLineTests {
         #expect(try runFovea(["train", "--model", "no-such-model"]).status == 64)
         #expect(try runFovea(["train", "--schedule", "sometimes"]).status == 64)
         #expect(try runFovea(["train", "--no-such-flag"]).status == 64)
+        #expect(try runFovea(["train", "--optimizer", "lbfgs"]).status == 64)
+        #expect(try runFovea(["train", "--schedule", "multistep"]).status == 64)
     }
 }
