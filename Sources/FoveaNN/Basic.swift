@@ -20,7 +20,7 @@ public final class Flatten: Layer {
 }
 
 /// Inverted dropout, active only in training mode; draws masks from its own seeded generator.
-public final class Dropout: ModeDependentLayer {
+public final class Dropout: ModeDependentLayer, RandomizedLayer {
     public let probability: Float
     public var isTraining = true
     /// The mask generator (its state belongs in a checkpoint for exact resume).

@@ -44,6 +44,19 @@ extension Layer {
         walk().compactMap { name, value in (value as? Parameter).map { (name, $0) } }
     }
 
+    /// This layer and every layer below it with its dotted path ("" for this one).
+    public func namedLayers() -> [(String, Layer)] {
+        var result: [(String, Layer)] = []
+        var stack: [(String, Layer)] = [("", self)]
+        while let (prefix, layer) = stack.popLast() {
+            result.append((prefix, layer))
+            for (name, child) in layer.namedChildren.reversed() {
+                if let child = child as? Layer { stack.append((prefix.isEmpty ? name : prefix + "." + name, child)) }
+            }
+        }
+        return result
+    }
+
     /// Every trainable parameter, in `namedParameters()` order.
     public func parameters() -> [Parameter] { namedParameters().map(\.1) }
 
@@ -134,4 +147,11 @@ public protocol AuxiliaryClassifierModel: Layer {
     var auxiliaryLogits: [Tensor] { get }
     /// Weight of each auxiliary loss (0.3 for GoogLeNet, 0.4 for Inception v3).
     var auxiliaryLossWeight: Float { get }
+}
+
+/// A layer that draws random numbers while training (dropout, stochastic depth). Its generator state is
+/// saved in checkpoints so a resumed run draws exactly what an uninterrupted one would.
+public protocol RandomizedLayer: Layer {
+    /// The layer's generator.
+    var generator: SeededGenerator { get set }
 }

@@ -32,6 +32,21 @@ public final class Adam: Optimizer {
         moments = Array(repeating: nil, count: parameters.count)
     }
 
+    public func state() -> OptimizerState {
+        OptimizerState(tensors: OptimizerState.collect(["first": moments.map { $0?.first }, "second": moments.map { $0?.second }]),
+                       counters: ["step": stepCount])
+    }
+
+    public func restore(_ state: OptimizerState) throws {
+        moments = try parameters.enumerated().map { index, parameter in
+            let shape = parameter.value.shape
+            guard let first = try state.tensor("first", index, shape: shape),
+                  let second = try state.tensor("second", index, shape: shape) else { return nil }
+            return (first, second)
+        }
+        stepCount = state.counters["step"] ?? 0
+    }
+
     public func step() throws {
         stepCount += 1
         let correction1 = 1 - powf(beta1, Float(stepCount)), correction2 = 1 - powf(beta2, Float(stepCount))
@@ -68,7 +83,7 @@ public final class RMSprop: Optimizer {
     public let tensorFlowStyle: Bool
     public let decayMask: [Bool]
     /// Square averages and momentum buffers, one pair per parameter.
-    public private(set) var state: [(squareAverage: Tensor, momentum: Tensor)?]
+    public private(set) var slots: [(squareAverage: Tensor, momentum: Tensor)?]
 
     /// Creates the optimizer.
     public init(parameters: [Parameter], learningRate: Float = 1e-2, alpha: Float = 0.99, epsilon: Float = 1e-8,
@@ -82,18 +97,32 @@ public final class RMSprop: Optimizer {
         (self.learningRate, self.alpha, self.epsilon, self.momentum) = (learningRate, alpha, epsilon, momentum)
         (self.weightDecay, self.tensorFlowStyle) = (weightDecay, tensorFlowStyle)
         decayMask = weightDecayPolicy.mask(for: parameters)
-        state = Array(repeating: nil, count: parameters.count)
+        slots = Array(repeating: nil, count: parameters.count)
+    }
+
+    public func state() -> OptimizerState {
+        OptimizerState(tensors: OptimizerState.collect(["square": slots.map { $0?.squareAverage },
+                                                        "momentum": slots.map { $0?.momentum }]))
+    }
+
+    public func restore(_ saved: OptimizerState) throws {
+        slots = try parameters.enumerated().map { index, parameter in
+            let shape = parameter.value.shape
+            guard let square = try saved.tensor("square", index, shape: shape),
+                  let momentum = try saved.tensor("momentum", index, shape: shape) else { return nil }
+            return (square, momentum)
+        }
     }
 
     public func step() throws {
         for (index, parameter) in parameters.enumerated() {
             guard let grad = parameter.grad else { continue }
             let gradient = try grad.reordered(to: .plain)
-            if state[index] == nil {
-                state[index] = (Tensor(repeating: tensorFlowStyle ? 1 : 0, shape: parameter.value.shape),
+            if slots[index] == nil {
+                slots[index] = (Tensor(repeating: tensorFlowStyle ? 1 : 0, shape: parameter.value.shape),
                                 Tensor.zeros(parameter.value.shape))
             }
-            guard let (square, buffer) = state[index] else { continue }
+            guard let (square, buffer) = slots[index] else { continue }
             let (w, g, v, b) = (parameter.value.storage.pointer, gradient.storage.pointer, square.storage.pointer,
                                 buffer.storage.pointer)
             let decay = decayMask[index] ? weightDecay : 0

@@ -9,6 +9,38 @@ public protocol Optimizer: AnyObject {
     var learningRate: Float { get set }
     /// Applies one update to every parameter that has a gradient.
     func step() throws
+    /// Internal state (moment buffers by name, e.g. `momentum.3`, and counters) for checkpoints.
+    func state() -> OptimizerState
+    /// Restores a state produced by `state()` of an optimizer of the same kind over the same parameters.
+    func restore(_ state: OptimizerState) throws
+}
+
+/// An optimizer's saved state: tensors by name and integer counters.
+public struct OptimizerState {
+    public var tensors: [String: Tensor]
+    public var counters: [String: Int]
+    /// Creates a state.
+    public init(tensors: [String: Tensor] = [:], counters: [String: Int] = [:]) {
+        (self.tensors, self.counters) = (tensors, counters)
+    }
+
+    /// Collects per-parameter slots (`slot.index`) that exist.
+    static func collect(_ slots: [String: [Tensor?]]) -> [String: Tensor] {
+        var tensors: [String: Tensor] = [:]
+        for (slot, values) in slots {
+            for (index, value) in values.enumerated() { if let value { tensors["\(slot).\(index)"] = value.copy() } }
+        }
+        return tensors
+    }
+
+    /// The saved tensor for `slot` of parameter `index`, checked against the parameter's shape.
+    func tensor(_ slot: String, _ index: Int, shape: [Int]) throws -> Tensor? {
+        guard let tensor = tensors["\(slot).\(index)"] else { return nil }
+        guard tensor.shape == shape else {
+            throw TensorError.shapeMismatch(operation: "optimizer state \(slot).\(index)", expected: "\(shape)", actual: tensor.shape)
+        }
+        return tensor.copy()
+    }
 }
 
 extension Optimizer {
@@ -58,6 +90,12 @@ public final class SGD: Optimizer {
         self.nesterov = nesterov
         decayMask = weightDecayPolicy.mask(for: parameters)
         momentumBuffers = Array(repeating: nil, count: parameters.count)
+    }
+
+    public func state() -> OptimizerState { OptimizerState(tensors: OptimizerState.collect(["momentum": momentumBuffers])) }
+
+    public func restore(_ state: OptimizerState) throws {
+        momentumBuffers = try parameters.enumerated().map { try state.tensor("momentum", $0.offset, shape: $0.element.value.shape) }
     }
 
     public func step() throws {

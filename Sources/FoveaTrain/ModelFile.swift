@@ -79,27 +79,25 @@ public enum ModelFile {
     /// Copies every tensor of a safetensors file into the model's parameters and buffers.
     /// Strict: missing keys, unexpected keys and shape mismatches are all listed in one error.
     public static func loadWeights(into model: Layer, from path: String) throws {
-        let file = try SafeTensors.read(path: path)
+        try assign(try SafeTensors.read(path: path).entries, to: model, path: path)
+    }
+
+    /// Assigns named tensors to the model's parameters and buffers, strictly (see `loadWeights`).
+    static func assign(_ entries: [String: SafeTensors.Entry], to model: Layer, path: String) throws {
         var problems: [String] = []
         var expectedNames = Set<String>()
         var assignments: [() throws -> Void] = []
-        for (name, parameter) in model.namedParameters() {
+        func plan(_ name: String, _ shape: [Int], _ assign: @escaping (Tensor) -> Void) {
             expectedNames.insert(name)
-            guard let entry = file.entries[name] else { problems.append("missing key \(name)"); continue }
-            guard entry.shape == parameter.value.shape else {
-                problems.append("shape mismatch for \(name): file \(entry.shape), model \(parameter.value.shape)"); continue
+            guard let entry = entries[name] else { problems.append("missing key \(name)"); return }
+            guard entry.shape == shape else {
+                problems.append("shape mismatch for \(name): file \(entry.shape), model \(shape)"); return
             }
-            assignments.append { parameter.value = try Tensor(shape: entry.shape, values: entry.values) }
+            assignments.append { assign(try Tensor(shape: entry.shape, values: entry.values)) }
         }
-        for (name, buffer) in model.namedBuffers() {
-            expectedNames.insert(name)
-            guard let entry = file.entries[name] else { problems.append("missing key \(name)"); continue }
-            guard entry.shape == buffer.value.shape else {
-                problems.append("shape mismatch for \(name): file \(entry.shape), model \(buffer.value.shape)"); continue
-            }
-            assignments.append { buffer.value = try Tensor(shape: entry.shape, values: entry.values) }
-        }
-        for name in file.entries.keys.sorted() where !expectedNames.contains(name) { problems.append("unexpected key \(name)") }
+        for (name, parameter) in model.namedParameters() { plan(name, parameter.value.shape) { parameter.value = $0 } }
+        for (name, buffer) in model.namedBuffers() { plan(name, buffer.value.shape) { buffer.value = $0 } }
+        for name in entries.keys.sorted() where !expectedNames.contains(name) { problems.append("unexpected key \(name)") }
         guard problems.isEmpty else {
             throw TrainingError.badModelFile(path: path, reason: "does not fit the model: " + problems.joined(separator: "; "))
         }
@@ -136,6 +134,12 @@ final class OutputDirectory {
 
     /// Starts an empty metrics.jsonl (a new run replaces the old log).
     func startMetrics() throws { try writeAtomically(Data(), to: file("metrics.jsonl")) }
+
+    /// Replaces metrics.jsonl with the lines of `history` (used when resuming).
+    func rewriteMetrics(_ history: [EpochMetrics]) throws {
+        try startMetrics()
+        for metrics in history { try appendMetrics(metrics) }
+    }
 
     /// Appends one JSON line and flushes it to disk, so a crash later loses nothing already logged.
     func appendMetrics(_ metrics: EpochMetrics) throws {

@@ -87,65 +87,102 @@ public final class Trainer {
                 ImageClassificationSet(dataset: test, info: info, mean: mean, std: std))
     }
 
-    /// Runs the whole job: data, model, epochs, evaluation, files.
-    public func fit() throws -> TrainingResult {
+    /// For tests of crash recovery: the process sends itself SIGKILL right after this optimizer step.
+    public var killAfterStep: Int?
+
+    /// Checkpoint written every `checkpointEvery` steps and at every epoch end (in the output directory).
+    public static let lastCheckpointName = "checkpoint-last.safetensors"
+    /// Checkpoint of the epoch with the best test accuracy.
+    public static let bestCheckpointName = "checkpoint-best.safetensors"
+
+    /// Runs the whole job: data, model, epochs, evaluation, files. With `resume`, continues from the output
+    /// directory's last checkpoint so that the result is bit-identical to an uninterrupted run.
+    public func fit(resume: Bool = false) throws -> TrainingResult {
         let (train, test) = try loadData()
         Initialization.seed(options.seed)
         let model = try ModelZoo.make(options.model, classCount: train.info.classCount, inputChannels: train.sampleShape[0])
         let optimizer = try options.makeOptimizer(model.parameters())
         let output = try options.outputDirectory.map { try OutputDirectory(path: $0) }
-        try output?.startMetrics()
+        var state = TrainingProgress()
+        if resume {
+            guard let output else { throw TrainingError.invalidOption("--resume needs the run's directory") }
+            state = try Checkpoint.restore(from: output.file(Self.lastCheckpointName), model: model, optimizer: optimizer)
+            // Lines of an epoch that finished after the checkpoint are written again when it finishes again.
+            try output.rewriteMetrics(state.history)
+        } else {
+            try output?.startMetrics()
+        }
+        func saveCheckpoint(_ name: String) throws {
+            guard let output else { return }
+            try Checkpoint.save(to: output.file(name), model: model, optimizer: optimizer, options: options, progress: state)
+        }
 
         let stepsPerEpoch = (train.dataset.count + options.batchSize - 1) / options.batchSize
         let schedule = options.learningRateSchedule(stepsPerEpoch: stepsPerEpoch)
-        var history: [EpochMetrics] = []
-        var step = 0
         var lastReport: ClassificationReport?
-        for epoch in 1...options.epochs {
+        while state.epoch <= options.epochs {
+            let epoch = state.epoch
             model.train()
             let order = train.dataset.batchOrder(epoch: epoch, seed: options.seed, shuffle: true)
-            var lossSum = 0.0, correct = 0
             let start = Date()
             var learningRate = optimizer.learningRate
-            for batchStart in stride(from: 0, to: order.count, by: options.batchSize) {
+            let batchStarts = Array(stride(from: 0, to: order.count, by: options.batchSize))
+            while state.batch < batchStarts.count {
+                let batchStart = batchStarts[state.batch]
                 let indices = order[batchStart..<min(batchStart + options.batchSize, order.count)]
                 let (images, labels) = train.batch(indices)
-                let scheduleStep = options.scheduleUnit == "epoch" ? epoch - 1 : step
+                let scheduleStep = options.scheduleUnit == "epoch" ? epoch - 1 : state.step
                 learningRate = schedule.learningRate(base: options.learningRate, step: scheduleStep)
                 optimizer.learningRate = learningRate
                 let (loss, hits) = try trainStep(model: model, optimizer: optimizer, images: images, labels: labels,
                                                  labelSmoothing: options.labelSmoothing,
-                                                 clipGradientNorm: options.clipGradientNorm, step: step, epoch: epoch)
-                lossSum += Double(loss) * Double(indices.count)
-                correct += hits
-                step += 1
-                progress.step(epoch: epoch, of: options.epochs, done: batchStart + indices.count, total: order.count,
-                              loss: lossSum / Double(batchStart + indices.count),
-                              accuracy: Double(correct) / Double(batchStart + indices.count), started: start)
+                                                 clipGradientNorm: options.clipGradientNorm, step: state.step, epoch: epoch)
+                state.lossSum += Double(loss) * Double(indices.count)
+                state.correct += hits
+                state.step += 1
+                state.batch += 1
+                let done = batchStart + indices.count
+                progress.step(epoch: epoch, of: options.epochs, done: done, total: order.count,
+                              loss: state.lossSum / Double(done), accuracy: Double(state.correct) / Double(done), started: start)
+                if let every = options.checkpointEvery, state.step % every == 0, state.batch < batchStarts.count {
+                    try saveCheckpoint(Self.lastCheckpointName)
+                }
+                if let killAfterStep, state.step == killAfterStep { kill(getpid(), SIGKILL) }
             }
             let seconds = Date().timeIntervalSince(start)
             let report = try evaluate(model: model, on: test, batchSize: options.evaluationBatchSize, split: "test")
             lastReport = report
-            let metrics = EpochMetrics(epoch: epoch, trainLoss: lossSum / Double(order.count),
-                                       trainAccuracy: Double(correct) / Double(order.count), testLoss: report.loss ?? .nan,
-                                       testAccuracy: report.accuracy, learningRate: Double(learningRate), seconds: seconds,
+            let metrics = EpochMetrics(epoch: epoch, trainLoss: state.lossSum / Double(order.count),
+                                       trainAccuracy: Double(state.correct) / Double(order.count),
+                                       testLoss: report.loss ?? .nan, testAccuracy: report.accuracy,
+                                       learningRate: Double(learningRate), seconds: seconds,
                                        imagesPerSecond: Double(order.count) / seconds)
-            history.append(metrics)
+            state.history.append(metrics)
+            state.epoch += 1
+            state.batch = 0
+            state.lossSum = 0
+            state.correct = 0
+            let improved = state.bestAccuracy.map { report.accuracy > $0 } ?? true
+            if improved { (state.bestAccuracy, state.bestEpoch) = (report.accuracy, epoch) }
             try output?.appendMetrics(metrics)
+            try saveCheckpoint(Self.lastCheckpointName)
+            if improved { try saveCheckpoint(Self.bestCheckpointName) }
             progress.epochFinished(metrics, of: options.epochs)
         }
-        guard let report = lastReport else { throw TrainingError.invalidOption("no epoch ran") }
+        let report = try lastReport ?? evaluate(model: model, on: test, batchSize: options.evaluationBatchSize, split: "test")
         var files: [String] = []
         if let output {
+            files.append(output.file("metrics.jsonl"))
             files.append(try output.writeReport(report))
             let sidecar = ModelSidecar(architecture: options.model, classes: train.info.classNames,
                                        inputShape: train.sampleShape, dataset: train.info.name,
                                        mean: [train.mean], std: [train.std], options: options,
                                        testAccuracy: report.accuracy)
             files.append(contentsOf: try ModelFile.save(model, sidecar: sidecar, to: output.file("model.safetensors")))
-            files.insert(output.file("metrics.jsonl"), at: 0)
+            files.append(output.file(Self.lastCheckpointName))
+            files.append(output.file(Self.bestCheckpointName))
         }
-        return TrainingResult(model: model, history: history, report: report, files: files)
+        return TrainingResult(model: model, history: state.history, report: report, files: files)
     }
 }
 

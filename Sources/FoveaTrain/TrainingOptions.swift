@@ -46,6 +46,8 @@ public struct TrainingOptions: Codable, Equatable, Sendable {
     public var limitTest: Int?
     /// Where metrics, reports and the model are written; `nil` writes nothing.
     public var outputDirectory: String?
+    /// Also write the last checkpoint every N optimizer steps (it is always written at epoch ends).
+    public var checkpointEvery: Int?
     /// Batch size for evaluation passes.
     public var evaluationBatchSize = 1000
 
@@ -60,7 +62,7 @@ public struct TrainingOptions: Codable, Equatable, Sendable {
         case weightDecayPolicy = "weight_decay_policy", clipGradientNorm = "clip_grad_norm", scheduleUnit = "schedule_unit"
         case warmupEpochs = "warmup_epochs"
         case limitTrain = "limit_train", limitTest = "limit_test", outputDirectory = "output"
-        case evaluationBatchSize = "eval_batch_size"
+        case evaluationBatchSize = "eval_batch_size", checkpointEvery = "checkpoint_every"
     }
 
     /// Checks ranges; returns the first problem in words, or nil.
@@ -91,6 +93,7 @@ public struct TrainingOptions: Codable, Equatable, Sendable {
         if labelSmoothing < 0 || labelSmoothing >= 1 { return "--label-smoothing must be in [0, 1)" }
         if let limitTrain, limitTrain < 1 { return "--limit-train must be at least 1" }
         if let limitTest, limitTest < 1 { return "--limit-test must be at least 1" }
+        if let checkpointEvery, checkpointEvery < 1 { return "--checkpoint-every must be at least 1" }
         return nil
     }
 

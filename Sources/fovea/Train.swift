@@ -7,8 +7,10 @@ struct Train: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Train a model from the zoo on a dataset and write metrics, report and weights.",
         discussion: """
-            Writes DIR/metrics.jsonl (one JSON object per epoch), DIR/report.json (test-set report) and
-            DIR/model.safetensors with its sidecar DIR/model.json when --output DIR is given.
+            Writes DIR/metrics.jsonl (one JSON object per epoch), DIR/report.json (test-set report),
+            DIR/model.safetensors with its sidecar DIR/model.json, and DIR/checkpoint-last.safetensors (every epoch
+            and every --checkpoint-every steps) and DIR/checkpoint-best.safetensors (best test accuracy) when
+            --output DIR is given. --resume DIR continues an interrupted run bit for bit.
             """)
 
     @Option(help: "Architecture name (see `fovea models`).") var model = "lenet5"
@@ -43,7 +45,12 @@ struct Train: ParsableCommand {
     @Option(help: "Seed for initialisation and shuffling; the same seed gives the same run.") var seed: UInt64 = 0
     @Option(name: .customLong("limit-train"), help: "Train on the first N training samples only.") var limitTrain: Int?
     @Option(name: .customLong("limit-test"), help: "Evaluate on the first N test samples only.") var limitTest: Int?
-    @Option(help: "Directory for metrics.jsonl, report.json and model.safetensors.") var output: String?
+    @Option(help: "Directory for metrics.jsonl, report.json, model.safetensors and checkpoints.") var output: String?
+    @Option(help: "Continue the run in DIR from its last checkpoint, with its saved options (other options are ignored).")
+    var resume: String?
+    @Option(name: .customLong("checkpoint-every"), help: "Also checkpoint every N optimizer steps (always at epoch ends).")
+    var checkpointEvery: Int?
+    @Option(name: .customLong("kill-after-step"), help: .hidden) var killAfterStep: Int?
     @Flag(help: "Print the final report as JSON on stdout.") var json = false
     @Flag(help: "No progress output.") var quiet = false
 
@@ -77,9 +84,19 @@ struct Train: ParsableCommand {
         options.limitTrain = limitTrain
         options.limitTest = limitTest
         options.outputDirectory = output
+        options.checkpointEvery = checkpointEvery
         try runReportingErrors {
+            if let resume {
+                let checkpoint = (resume as NSString).appendingPathComponent(Trainer.lastCheckpointName)
+                guard FileManager.default.fileExists(atPath: checkpoint) else {
+                    throw TrainingError.badModelFile(path: checkpoint, reason: "no checkpoint to resume from")
+                }
+                options = try Checkpoint.readMetadata(checkpoint).0
+                options.outputDirectory = resume
+            }
             let trainer = try Trainer(options: options, progress: ProgressReporter(quiet: quiet))
-            let result = try trainer.fit()
+            trainer.killAfterStep = killAfterStep
+            let result = try trainer.fit(resume: resume != nil)
             if KernelProfile.enabled { FileHandle.standardError.write(Data((KernelProfile.summary() + "\n").utf8)) }
             if json {
                 printJSON(try result.report.jsonData())

@@ -1,6 +1,7 @@
 import Foundation
 import FoveaData
 import FoveaTensor
+import FoveaTrain
 import Testing
 
 /// The `fovea` binary built next to the tests (`swift build --build-tests` builds it).
@@ -101,6 +102,51 @@ struct CommandLineTests {
         let report = try JSONSerialization.jsonObject(with: Data(run.output.utf8)) as? [String: Any]
         let accuracy = report?["accuracy"] as? Double ?? 0
         #expect(accuracy > 0.9, "\(arguments) reached only \(accuracy)")
+    }
+
+    @Test("a run killed with SIGKILL mid-epoch and resumed ends bit-identical to an uninterrupted run",
+          arguments: [["--optimizer", "sgd", "--nesterov"], ["--optimizer", "adamw", "--lr", "0.003", "--schedule", "onecycle"]])
+    func exactResume(_ optimizer: [String]) throws {
+        let data = try temporaryDirectory("resume-data")
+        try writeSyntheticMNIST(to: data, trainCount: 600, testCount: 100)
+        let common = ["train", "--dataset", "mnist", "--data-dir", data, "--epochs", "3", "--batch-size", "32",
+                      "--checkpoint-every", "5", "--quiet"] + optimizer
+        let straight = try temporaryDirectory("resume-a"), interrupted = try temporaryDirectory("resume-b")
+        #expect(try runFovea(common + ["--output", straight]).status == 0)
+        // 19 steps per epoch: step 31 is in the middle of epoch 2, one step past the checkpoint at step 30.
+        let killed = try runFovea(common + ["--output", interrupted, "--kill-after-step", "31"])
+        #expect(killed.status == 9 || killed.status == 137, "expected SIGKILL, got \(killed.status)")
+        #expect(!FileManager.default.fileExists(atPath: interrupted + "/model.safetensors"))
+        let resumed = try runFovea(["train", "--resume", interrupted, "--quiet"])
+        #expect(resumed.status == 0, "\(resumed.error)")
+        let a = try Data(contentsOf: URL(fileURLWithPath: straight + "/model.safetensors"))
+        let b = try Data(contentsOf: URL(fileURLWithPath: interrupted + "/model.safetensors"))
+        #expect(a == b, "resumed weights differ from the uninterrupted run")
+        func losses(_ directory: String) throws -> [Double] {
+            try String(contentsOfFile: directory + "/metrics.jsonl", encoding: .utf8).split(separator: "\n").map {
+                (try JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any])?["train_loss"] as? Double ?? .nan
+            }
+        }
+        #expect(try losses(straight) == losses(interrupted))
+        #expect(try losses(straight).count == 3)
+    }
+
+    @Test("a NaN loss names the step and leaves the last checkpoint intact and resumable")
+    func nanKeepsCheckpoint() throws {
+        let data = try temporaryDirectory("nan-data"), output = try temporaryDirectory("nan-run")
+        try writeSyntheticMNIST(to: data, trainCount: 300, testCount: 50)
+        // Blow up only in the second epoch: 0.01 in the first, then ×1e12 per epoch.
+        let run = try runFovea(["train", "--dataset", "mnist", "--data-dir", data, "--epochs", "3", "--batch-size", "30",
+                                "--lr", "0.01", "--schedule", "exponential", "--gamma", "1e12", "--schedule-unit", "epoch", "--momentum", "0",
+                                "--output", output, "--quiet"])
+        #expect(run.status == 1)
+        #expect(run.error.contains("at step"), "\(run.error)")
+        let checkpoint = output + "/checkpoint-last.safetensors"
+        let (options, progress) = try Checkpoint.readMetadata(checkpoint)
+        #expect(options.epochs == 3)
+        #expect(progress.epoch >= 2)
+        #expect(try String(contentsOfFile: output + "/metrics.jsonl", encoding: .utf8).split(separator: "\n").count
+                    == progress.history.count)
     }
 
     @Test("bad data ends with exit code 65 and names the file")

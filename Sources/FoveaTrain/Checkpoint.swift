@@ -1,0 +1,102 @@
+import Foundation
+import FoveaNN
+import FoveaOptim
+import FoveaTensor
+
+/// Where a run stands: enough, with the weights and optimizer state, to continue bit for bit.
+public struct TrainingProgress: Codable, Equatable, Sendable {
+    /// The epoch in progress (1-based) and the index of the next batch in its shuffled order.
+    public var epoch = 1
+    public var batch = 0
+    /// Optimizer steps taken so far.
+    public var step = 0
+    /// Running sums of the epoch in progress.
+    public var lossSum = 0.0
+    public var correct = 0
+    /// Metrics of finished epochs.
+    public var history: [EpochMetrics] = []
+    /// Best test accuracy at an epoch end, and its epoch.
+    public var bestAccuracy: Double?
+    public var bestEpoch: Int?
+    /// Generator states of randomised layers (dropout, stochastic depth) by layer path.
+    public var generators: [String: SeededGenerator] = [:]
+
+    /// A fresh run.
+    public init() {}
+}
+
+/// The checkpoint file: model and optimizer tensors plus options and progress, in one safetensors file
+/// written atomically (temporary file, fsync, rename), so a crash leaves the previous checkpoint intact.
+public enum Checkpoint {
+    static let metadataKey = "fovea_checkpoint"
+
+    struct Metadata: Codable {
+        var format = "fovea-checkpoint/1"
+        var options: TrainingOptions
+        var progress: TrainingProgress
+        var optimizerCounters: [String: Int]
+    }
+
+    /// Saves everything needed to resume.
+    public static func save(to path: String, model: Layer, optimizer: Optimizer, options: TrainingOptions,
+                            progress: TrainingProgress) throws {
+        var progress = progress
+        for (name, layer) in model.namedLayers() {
+            if let randomized = layer as? any RandomizedLayer { progress.generators[name] = randomized.generator }
+        }
+        let optimizerState = optimizer.state()
+        var entries = try model.stateEntries().map { name, tensor in
+            SafeTensors.Entry(name: "model/" + name, shape: tensor.shape, values: try tensor.toArray())
+        }
+        for (name, tensor) in optimizerState.tensors.sorted(by: { $0.key < $1.key }) {
+            entries.append(SafeTensors.Entry(name: "optimizer/" + name, shape: tensor.shape, values: try tensor.toArray()))
+        }
+        let metadata = Metadata(options: options, progress: progress, optimizerCounters: optimizerState.counters)
+        let json = String(decoding: try JSONEncoder().encode(metadata), as: UTF8.self)
+        try SafeTensors.write(entries, metadata: [metadataKey: json], to: path)
+    }
+
+    /// Reads a checkpoint's options and progress without building anything.
+    public static func readMetadata(_ path: String) throws -> (TrainingOptions, TrainingProgress) {
+        let metadata = try decodeMetadata(path, try SafeTensors.read(path: path).metadata)
+        return (metadata.options, metadata.progress)
+    }
+
+    /// Loads weights, optimizer state and generator states into an already built model and optimizer.
+    public static func restore(from path: String, model: Layer, optimizer: Optimizer) throws -> TrainingProgress {
+        let file = try SafeTensors.read(path: path)
+        let metadata = try decodeMetadata(path, file.metadata)
+        var weights: [String: SafeTensors.Entry] = [:]
+        var optimizerTensors: [String: Tensor] = [:]
+        for (name, entry) in file.entries {
+            if name.hasPrefix("model/") {
+                weights[String(name.dropFirst(6))] = entry
+            } else if name.hasPrefix("optimizer/") {
+                optimizerTensors[String(name.dropFirst(10))] = try Tensor(shape: entry.shape, values: entry.values)
+            } else {
+                throw TrainingError.badModelFile(path: path, reason: "unexpected tensor \(name) in a checkpoint")
+            }
+        }
+        try ModelFile.assign(weights, to: model, path: path)
+        do {
+            try optimizer.restore(OptimizerState(tensors: optimizerTensors, counters: metadata.optimizerCounters))
+        } catch {
+            throw TrainingError.badModelFile(path: path, reason: "optimizer state does not fit: \(error)")
+        }
+        for (name, layer) in model.namedLayers() {
+            if var randomized = layer as? any RandomizedLayer, let generator = metadata.progress.generators[name] {
+                randomized.generator = generator
+            }
+        }
+        return metadata.progress
+    }
+
+    private static func decodeMetadata(_ path: String, _ metadata: [String: String]) throws -> Metadata {
+        guard let json = metadata[metadataKey] else {
+            throw TrainingError.badModelFile(path: path, reason: "not a Fovea checkpoint (no \(metadataKey) metadata)")
+        }
+        do { return try JSONDecoder().decode(Metadata.self, from: Data(json.utf8)) } catch {
+            throw TrainingError.badModelFile(path: path, reason: "checkpoint metadata is not valid: \(error)")
+        }
+    }
+}
