@@ -15,9 +15,11 @@ public struct TrainingProgress: Codable, Equatable, Sendable {
     public var correct = 0
     /// Metrics of finished epochs.
     public var history: [EpochMetrics] = []
-    /// Best test accuracy at an epoch end, and its epoch.
-    public var bestAccuracy: Double?
+    /// Best value of the monitored metric at an epoch end, and its epoch.
+    public var bestMetric: Double?
     public var bestEpoch: Int?
+    /// Whether early stopping ended the run.
+    public var stoppedEarly = false
     /// Generator states of randomised layers (dropout, stochastic depth) by layer path.
     public var generators: [String: SeededGenerator] = [:]
 
@@ -38,8 +40,8 @@ public enum Checkpoint {
     }
 
     /// Saves everything needed to resume.
-    public static func save(to path: String, model: Layer, optimizer: Optimizer, options: TrainingOptions,
-                            progress: TrainingProgress) throws {
+    public static func save(to path: String, model: Layer, optimizer: Optimizer, average: WeightAverage? = nil,
+                            options: TrainingOptions, progress: TrainingProgress) throws {
         var progress = progress
         for (name, layer) in model.namedLayers() {
             if let randomized = layer as? any RandomizedLayer { progress.generators[name] = randomized.generator }
@@ -50,6 +52,9 @@ public enum Checkpoint {
         }
         for (name, tensor) in optimizerState.tensors.sorted(by: { $0.key < $1.key }) {
             entries.append(SafeTensors.Entry(name: "optimizer/" + name, shape: tensor.shape, values: try tensor.toArray()))
+        }
+        for (name, tensor) in (average?.shadows ?? [:]).sorted(by: { $0.key < $1.key }) {
+            entries.append(SafeTensors.Entry(name: "ema/" + name, shape: tensor.shape, values: try tensor.toArray()))
         }
         let metadata = Metadata(options: options, progress: progress, optimizerCounters: optimizerState.counters)
         let json = String(decoding: try JSONEncoder().encode(metadata), as: UTF8.self)
@@ -63,13 +68,17 @@ public enum Checkpoint {
     }
 
     /// Loads weights, optimizer state and generator states into an already built model and optimizer.
-    public static func restore(from path: String, model: Layer, optimizer: Optimizer) throws -> TrainingProgress {
+    public static func restore(from path: String, model: Layer, optimizer: Optimizer,
+                               average: WeightAverage? = nil) throws -> TrainingProgress {
         let file = try SafeTensors.read(path: path)
         let metadata = try decodeMetadata(path, file.metadata)
         var weights: [String: SafeTensors.Entry] = [:]
         var optimizerTensors: [String: Tensor] = [:]
+        var averaged: [String: Tensor] = [:]
         for (name, entry) in file.entries {
-            if name.hasPrefix("model/") {
+            if name.hasPrefix("ema/") {
+                averaged[String(name.dropFirst(4))] = try Tensor(shape: entry.shape, values: entry.values)
+            } else if name.hasPrefix("model/") {
                 weights[String(name.dropFirst(6))] = entry
             } else if name.hasPrefix("optimizer/") {
                 optimizerTensors[String(name.dropFirst(10))] = try Tensor(shape: entry.shape, values: entry.values)
@@ -82,6 +91,11 @@ public enum Checkpoint {
             try optimizer.restore(OptimizerState(tensors: optimizerTensors, counters: metadata.optimizerCounters))
         } catch {
             throw TrainingError.badModelFile(path: path, reason: "optimizer state does not fit: \(error)")
+        }
+        if let average {
+            do { try average.restore(averaged) } catch {
+                throw TrainingError.badModelFile(path: path, reason: "weight average does not fit: \(error)")
+            }
         }
         for (name, layer) in model.namedLayers() {
             if var randomized = layer as? any RandomizedLayer, let generator = metadata.progress.generators[name] {

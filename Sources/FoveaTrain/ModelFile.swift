@@ -141,6 +141,18 @@ final class OutputDirectory {
         for metrics in history { try appendMetrics(metrics) }
     }
 
+    /// Writes metrics.csv, the CSV twin of metrics.jsonl, from the whole history.
+    func writeMetricsCSV(_ history: [EpochMetrics]) throws {
+        var lines = ["epoch,train_loss,train_accuracy,test_loss,test_accuracy,ema_test_loss,ema_test_accuracy,lr,seconds,images_per_second"]
+        for m in history {
+            let ema = [m.emaTestLoss, m.emaTestAccuracy].map { $0.map { String($0) } ?? "" }
+            lines.append(([String(m.epoch), String(m.trainLoss), String(m.trainAccuracy), String(m.testLoss),
+                           String(m.testAccuracy)] + ema + [String(m.learningRate), String(m.seconds),
+                                                            String(m.imagesPerSecond)]).joined(separator: ","))
+        }
+        try writeAtomically(Data((lines.joined(separator: "\n") + "\n").utf8), to: file("metrics.csv"))
+    }
+
     /// Appends one JSON line and flushes it to disk, so a crash later loses nothing already logged.
     func appendMetrics(_ metrics: EpochMetrics) throws {
         let encoder = JSONEncoder()

@@ -30,6 +30,11 @@ public struct ProgressReporter {
         FileHandle.standardError.write(Data(("\r\u{1B}[2K" + line).utf8))
     }
 
+    func note(_ message: String) {
+        guard !quiet else { return }
+        FileHandle.standardError.write(Data((message + "\n").utf8))
+    }
+
     func epochFinished(_ m: EpochMetrics, of epochs: Int) {
         guard !quiet else { return }
         if interactive { FileHandle.standardError.write(Data("\r\u{1B}[2K".utf8)) }

@@ -17,11 +17,15 @@ public struct EpochMetrics: Codable, Equatable, Sendable {
     public var seconds: Double
     /// Training images per second.
     public var imagesPerSecond: Double
+    /// Test figures of the moving average of the weights, when one is kept.
+    public var emaTestLoss: Double?
+    public var emaTestAccuracy: Double?
 
     enum CodingKeys: String, CodingKey {
         case epoch, seconds
         case trainLoss = "train_loss", trainAccuracy = "train_accuracy", testLoss = "test_loss"
         case testAccuracy = "test_accuracy", learningRate = "lr", imagesPerSecond = "images_per_second"
+        case emaTestLoss = "ema_test_loss", emaTestAccuracy = "ema_test_accuracy"
     }
 }
 
@@ -102,11 +106,13 @@ public final class Trainer {
         Initialization.seed(options.seed)
         let model = try ModelZoo.make(options.model, classCount: train.info.classCount, inputChannels: train.sampleShape[0])
         let optimizer = try options.makeOptimizer(model.parameters())
+        let average = try options.emaDecay.map { try WeightAverage(model: model, decay: $0) }
         let output = try options.outputDirectory.map { try OutputDirectory(path: $0) }
         var state = TrainingProgress()
         if resume {
             guard let output else { throw TrainingError.invalidOption("--resume needs the run's directory") }
-            state = try Checkpoint.restore(from: output.file(Self.lastCheckpointName), model: model, optimizer: optimizer)
+            state = try Checkpoint.restore(from: output.file(Self.lastCheckpointName), model: model, optimizer: optimizer,
+                                           average: average)
             // Lines of an epoch that finished after the checkpoint are written again when it finishes again.
             try output.rewriteMetrics(state.history)
         } else {
@@ -114,13 +120,14 @@ public final class Trainer {
         }
         func saveCheckpoint(_ name: String) throws {
             guard let output else { return }
-            try Checkpoint.save(to: output.file(name), model: model, optimizer: optimizer, options: options, progress: state)
+            try Checkpoint.save(to: output.file(name), model: model, optimizer: optimizer, average: average, options: options,
+                                progress: state)
         }
 
         let stepsPerEpoch = (train.dataset.count + options.batchSize - 1) / options.batchSize
         let schedule = options.learningRateSchedule(stepsPerEpoch: stepsPerEpoch)
         var lastReport: ClassificationReport?
-        while state.epoch <= options.epochs {
+        while state.epoch <= options.epochs && !state.stoppedEarly {
             let epoch = state.epoch
             model.train()
             let order = train.dataset.batchOrder(epoch: epoch, seed: options.seed, shuffle: true)
@@ -137,6 +144,7 @@ public final class Trainer {
                 let (loss, hits) = try trainStep(model: model, optimizer: optimizer, images: images, labels: labels,
                                                  labelSmoothing: options.labelSmoothing,
                                                  clipGradientNorm: options.clipGradientNorm, step: state.step, epoch: epoch)
+                try average?.update(from: model)
                 state.lossSum += Double(loss) * Double(indices.count)
                 state.correct += hits
                 state.step += 1
@@ -152,33 +160,53 @@ public final class Trainer {
             let seconds = Date().timeIntervalSince(start)
             let report = try evaluate(model: model, on: test, batchSize: options.evaluationBatchSize, split: "test")
             lastReport = report
+            let averagedReport = try average?.withAveragedWeights(in: model) {
+                try evaluate(model: model, on: test, batchSize: options.evaluationBatchSize, split: "test")
+            }
             let metrics = EpochMetrics(epoch: epoch, trainLoss: state.lossSum / Double(order.count),
                                        trainAccuracy: Double(state.correct) / Double(order.count),
                                        testLoss: report.loss ?? .nan, testAccuracy: report.accuracy,
                                        learningRate: Double(learningRate), seconds: seconds,
-                                       imagesPerSecond: Double(order.count) / seconds)
+                                       imagesPerSecond: Double(order.count) / seconds,
+                                       emaTestLoss: averagedReport?.loss, emaTestAccuracy: averagedReport?.accuracy)
             state.history.append(metrics)
             state.epoch += 1
             state.batch = 0
             state.lossSum = 0
             state.correct = 0
-            let improved = state.bestAccuracy.map { report.accuracy > $0 } ?? true
-            if improved { (state.bestAccuracy, state.bestEpoch) = (report.accuracy, epoch) }
+            let maximize = options.monitor == "test_accuracy"
+            let monitored = maximize ? report.accuracy : (report.loss ?? .infinity)
+            let improved = state.bestMetric.map { maximize ? monitored > $0 : monitored < $0 } ?? true
+            if improved { (state.bestMetric, state.bestEpoch) = (monitored, epoch) }
+            if let patience = options.earlyStoppingPatience, let best = state.bestEpoch, epoch - best >= patience,
+               epoch < options.epochs {
+                state.stoppedEarly = true
+            }
             try output?.appendMetrics(metrics)
+            try output?.writeMetricsCSV(state.history)
             try saveCheckpoint(Self.lastCheckpointName)
             if improved { try saveCheckpoint(Self.bestCheckpointName) }
             progress.epochFinished(metrics, of: options.epochs)
+            if state.stoppedEarly { progress.note("early stopping: \(options.monitor) has not improved since epoch \(state.bestEpoch ?? 0)") }
         }
         let report = try lastReport ?? evaluate(model: model, on: test, batchSize: options.evaluationBatchSize, split: "test")
         var files: [String] = []
         if let output {
             files.append(output.file("metrics.jsonl"))
+            files.append(output.file("metrics.csv"))
             files.append(try output.writeReport(report))
             let sidecar = ModelSidecar(architecture: options.model, classes: train.info.classNames,
                                        inputShape: train.sampleShape, dataset: train.info.name,
                                        mean: [train.mean], std: [train.std], options: options,
                                        testAccuracy: report.accuracy)
             files.append(contentsOf: try ModelFile.save(model, sidecar: sidecar, to: output.file("model.safetensors")))
+            if let average {
+                var averagedSidecar = sidecar
+                averagedSidecar.testAccuracy = state.history.last?.emaTestAccuracy
+                try average.withAveragedWeights(in: model) {
+                    files.append(contentsOf: try ModelFile.save(model, sidecar: averagedSidecar, to: output.file("model-ema.safetensors")))
+                }
+            }
             files.append(output.file(Self.lastCheckpointName))
             files.append(output.file(Self.bestCheckpointName))
         }

@@ -46,6 +46,12 @@ public struct TrainingOptions: Codable, Equatable, Sendable {
     public var limitTest: Int?
     /// Where metrics, reports and the model are written; `nil` writes nothing.
     public var outputDirectory: String?
+    /// Keep an exponential moving average of the weights with this decay, evaluate and save it too.
+    public var emaDecay: Float?
+    /// Stop when the monitored metric has not improved for this many epochs.
+    public var earlyStoppingPatience: Int?
+    /// `test_accuracy` (higher is better) or `test_loss` (lower is better): decides the best checkpoint and early stopping.
+    public var monitor = "test_accuracy"
     /// Also write the last checkpoint every N optimizer steps (it is always written at epoch ends).
     public var checkpointEvery: Int?
     /// Batch size for evaluation passes.
@@ -62,7 +68,8 @@ public struct TrainingOptions: Codable, Equatable, Sendable {
         case weightDecayPolicy = "weight_decay_policy", clipGradientNorm = "clip_grad_norm", scheduleUnit = "schedule_unit"
         case warmupEpochs = "warmup_epochs"
         case limitTrain = "limit_train", limitTest = "limit_test", outputDirectory = "output"
-        case evaluationBatchSize = "eval_batch_size", checkpointEvery = "checkpoint_every"
+        case evaluationBatchSize = "eval_batch_size", checkpointEvery = "checkpoint_every", monitor
+        case emaDecay = "ema_decay", earlyStoppingPatience = "early_stopping_patience"
     }
 
     /// Checks ranges; returns the first problem in words, or nil.
@@ -94,6 +101,9 @@ public struct TrainingOptions: Codable, Equatable, Sendable {
         if let limitTrain, limitTrain < 1 { return "--limit-train must be at least 1" }
         if let limitTest, limitTest < 1 { return "--limit-test must be at least 1" }
         if let checkpointEvery, checkpointEvery < 1 { return "--checkpoint-every must be at least 1" }
+        if let emaDecay, !(0..<1).contains(emaDecay) { return "--ema-decay must be in [0, 1)" }
+        if let earlyStoppingPatience, earlyStoppingPatience < 1 { return "--early-stopping must be at least 1" }
+        if !["test_accuracy", "test_loss"].contains(monitor) { return "--monitor must be test_accuracy or test_loss" }
         return nil
     }
 

@@ -51,6 +51,11 @@ struct Train: ParsableCommand {
     @Option(name: .customLong("checkpoint-every"), help: "Also checkpoint every N optimizer steps (always at epoch ends).")
     var checkpointEvery: Int?
     @Option(name: .customLong("kill-after-step"), help: .hidden) var killAfterStep: Int?
+    @Option(name: .customLong("ema-decay"), help: "Keep a moving average of the weights (e.g. 0.999); evaluated and saved as model-ema.safetensors.")
+    var emaDecay: Float?
+    @Option(name: .customLong("early-stopping"), help: "Stop after N epochs without improvement of --monitor.")
+    var earlyStopping: Int?
+    @Option(help: "Metric for the best checkpoint and early stopping: test_accuracy or test_loss.") var monitor = "test_accuracy"
     @Flag(help: "Print the final report as JSON on stdout.") var json = false
     @Flag(help: "No progress output.") var quiet = false
 
@@ -85,6 +90,9 @@ struct Train: ParsableCommand {
         options.limitTest = limitTest
         options.outputDirectory = output
         options.checkpointEvery = checkpointEvery
+        options.emaDecay = emaDecay
+        options.earlyStoppingPatience = earlyStopping
+        options.monitor = monitor
         try runReportingErrors {
             if let resume {
                 let checkpoint = (resume as NSString).appendingPathComponent(Trainer.lastCheckpointName)

@@ -149,6 +149,22 @@ struct CommandLineTests {
                     == progress.history.count)
     }
 
+    @Test("early stopping, the weight average and the CSV twin")
+    func earlyStoppingAndAverage() throws {
+        let data = try temporaryDirectory("early-data"), output = try temporaryDirectory("early-run")
+        try writeSyntheticMNIST(to: data, trainCount: 200, testCount: 50)
+        // With a zero learning rate nothing improves after the first epoch: patience 2 stops after epoch 3 of 10.
+        let run = try runFovea(["train", "--dataset", "mnist", "--data-dir", data, "--epochs", "10", "--lr", "1e-30",
+                                "--schedule", "constant", "--early-stopping", "2", "--monitor", "test_loss",
+                                "--ema-decay", "0.9", "--output", output, "--quiet"])
+        #expect(run.status == 0, "\(run.error)")
+        let csv = try String(contentsOfFile: output + "/metrics.csv", encoding: .utf8).split(separator: "\n")
+        #expect(csv.count == 1 + 3, "header and three epochs expected, got \(csv.count - 1)")
+        #expect(csv.first?.hasPrefix("epoch,train_loss,train_accuracy,test_loss,test_accuracy") == true)
+        #expect(FileManager.default.fileExists(atPath: output + "/model-ema.safetensors"))
+        #expect(FileManager.default.fileExists(atPath: output + "/checkpoint-best.safetensors"))
+    }
+
     @Test("bad data ends with exit code 65 and names the file")
     func badData() throws {
         let missing = try runFovea(["train", "--dataset", "mnist", "--data-dir", "/nonexistent/fovea", "--epochs", "1"])
