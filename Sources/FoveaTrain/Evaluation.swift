@@ -1,9 +1,41 @@
+import Foundation
 import FoveaNN
 import FoveaTensor
 
 /// Runs `model` in evaluation mode without recording over all of `data`, and builds the full report
 /// (accuracy, top-5, loss, per-class precision/recall/F1, confusion matrix). Restores training mode after.
-public func evaluate(model: Layer, on data: ImageClassificationSet, batchSize: Int, split: String) throws -> ClassificationReport {
+/// One misclassified sample: which, what it is, what the model said and how sure it was.
+public struct Mistake: Equatable, Sendable {
+    public var index: Int
+    public var actual: Int
+    public var predicted: Int
+    /// Softmax probability of the predicted class.
+    public var confidence: Double
+    /// −log p(actual): how wrong the model was.
+    public var loss: Double
+}
+
+/// Keeps the `limit` misclassified samples with the highest loss.
+public final class MistakeCollector {
+    public let limit: Int
+    public private(set) var mistakes: [Mistake] = []
+    /// Creates a collector for the `limit` hardest mistakes.
+    public init(limit: Int) { self.limit = limit }
+
+    func consider(_ mistake: Mistake) {
+        guard limit > 0 else { return }
+        if mistakes.count < limit {
+            mistakes.append(mistake)
+        } else if let weakest = mistakes.indices.min(by: { mistakes[$0].loss < mistakes[$1].loss }),
+                  mistakes[weakest].loss < mistake.loss {
+            mistakes[weakest] = mistake
+        } else { return }
+        mistakes.sort { $0.loss > $1.loss }
+    }
+}
+
+public func evaluate(model: Layer, on data: ImageClassificationSet, batchSize: Int, split: String,
+                     mistakes: MistakeCollector? = nil) throws -> ClassificationReport {
     model.eval()
     defer { model.train() }
     let classCount = data.info.classCount
@@ -27,6 +59,13 @@ public func evaluate(model: Layer, on data: ImageClassificationSet, batchSize: I
                     var best = 0
                     for j in 1..<classCount where scores[j] > scores[best] { best = j }
                     confusion.add(actual: Int(label), predicted: best)
+                    if let mistakes, best != Int(label) {
+                        var total = 0.0
+                        for j in 0..<classCount { total += exp(Double(scores[j] - scores[best])) }
+                        let probability = { (j: Int) in exp(Double(scores[j] - scores[best])) / total }
+                        mistakes.consider(Mistake(index: slice[slice.startIndex + row], actual: Int(label), predicted: best,
+                                                  confidence: probability(best), loss: -log(max(probability(Int(label)), 1e-300))))
+                    }
                     top5.add(scores: scores, label: Int(label))
                 }
             }

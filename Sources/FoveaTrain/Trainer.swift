@@ -127,6 +127,7 @@ public final class Trainer {
         let stepsPerEpoch = (train.dataset.count + options.batchSize - 1) / options.batchSize
         let schedule = options.learningRateSchedule(stepsPerEpoch: stepsPerEpoch)
         var lastReport: ClassificationReport?
+        var lastMistakes: [Mistake] = []
         while state.epoch <= options.epochs && !state.stoppedEarly {
             let epoch = state.epoch
             model.train()
@@ -158,8 +159,11 @@ public final class Trainer {
                 if let killAfterStep, state.step == killAfterStep { kill(getpid(), SIGKILL) }
             }
             let seconds = Date().timeIntervalSince(start)
-            let report = try evaluate(model: model, on: test, batchSize: options.evaluationBatchSize, split: "test")
+            let collector = MistakeCollector(limit: 24)
+            let report = try evaluate(model: model, on: test, batchSize: options.evaluationBatchSize, split: "test",
+                                      mistakes: collector)
             lastReport = report
+            lastMistakes = collector.mistakes
             let averagedReport = try average?.withAveragedWeights(in: model) {
                 try evaluate(model: model, on: test, batchSize: options.evaluationBatchSize, split: "test")
             }
@@ -195,6 +199,14 @@ public final class Trainer {
             files.append(output.file("metrics.jsonl"))
             files.append(output.file("metrics.csv"))
             files.append(try output.writeReport(report))
+            let sampleSize = test.dataset.height * test.dataset.width
+            let html = HTMLReport(title: "\(options.model) on \(options.dataset)", history: state.history, report: report,
+                                  mistakes: lastMistakes.map { mistake in
+                                      (mistake, Array(test.dataset.pixels[(mistake.index * sampleSize)..<((mistake.index + 1) * sampleSize)]),
+                                       test.sampleShape)
+                                  })
+            try writeAtomically(Data(html.render().utf8), to: output.file("report.html"))
+            files.append(output.file("report.html"))
             let sidecar = ModelSidecar(architecture: options.model, classes: train.info.classNames,
                                        inputShape: train.sampleShape, dataset: train.info.name,
                                        mean: [train.mean], std: [train.std], options: options,
