@@ -64,8 +64,9 @@ public struct HTMLReport {
     }
 
     /// A line chart with axes, ticks and a legend.
-    func lineChart(x: [Double], series: [(String, [Double], String)], width: Double = 380, height: Double = 240) -> String {
-        let (left, right, top, bottom) = (52.0, 12.0, 12.0, 36.0)
+    func lineChart(x: [Double], series: [(String, [Double], String)], width: Double = 400, height: Double = 240) -> String {
+        // The legend sits in the right margin, outside the plot, so it never hides a curve.
+        let (left, right, top, bottom) = (52.0, 84.0, 12.0, 36.0)
         let finite = series.flatMap(\.1).filter(\.isFinite)
         var low = finite.min() ?? 0, high = finite.max() ?? 1
         if high - low < 1e-12 { low -= 0.5; high += 0.5 }
@@ -91,8 +92,8 @@ public struct HTMLReport {
                 svg += "<circle cx=\"\(px(v))\" cy=\"\(py(y))\" r=\"2.5\" fill=\"\(colour)\"/>"
             }
             let legendY = top + 14 + Double(index) * 14
-            svg += "<rect x=\"\(width - right - 92)\" y=\"\(legendY - 8)\" width=\"10\" height=\"10\" fill=\"\(colour)\"/>"
-            svg += "<text x=\"\(width - right - 78)\" y=\"\(legendY + 1)\">\(escape(name))</text>"
+            svg += "<rect x=\"\(width - right + 8)\" y=\"\(legendY - 8)\" width=\"10\" height=\"10\" fill=\"\(colour)\"/>"
+            svg += "<text x=\"\(width - right + 22)\" y=\"\(legendY + 1)\">\(escape(name))</text>"
         }
         return svg + "</svg>"
     }
@@ -103,7 +104,7 @@ public struct HTMLReport {
         let cell = max(14.0, min(40.0, 420.0 / Double(max(n, 1))))
         let label = 110.0
         let size = label + cell * Double(n) + 10
-        var svg = "<svg width=\"\(Int(size))\" height=\"\(Int(size))\">"
+        var svg = "<svg width=\"\(Int(size + 60))\" height=\"\(Int(size))\">"
         for (row, counts) in report.confusionMatrix.enumerated() {
             let total = max(counts.reduce(0, +), 1)
             svg += "<text x=\"\(label - 6)\" y=\"\(label + cell * (Double(row) + 0.65))\" text-anchor=\"end\">\(escape(report.classes[row]))</text>"
