@@ -108,6 +108,7 @@ public final class Trainer {
         let optimizer = try options.makeOptimizer(model.parameters())
         let average = try options.emaDecay.map { try WeightAverage(model: model, decay: $0) }
         let output = try options.outputDirectory.map { try OutputDirectory(path: $0) }
+        let tensorboard = try options.tensorboardDirectory.map { try TensorBoardWriter(directory: $0) }
         var state = TrainingProgress()
         if resume {
             guard let output else { throw TrainingError.invalidOption("--resume needs the run's directory") }
@@ -188,6 +189,12 @@ public final class Trainer {
             }
             try output?.appendMetrics(metrics)
             try output?.writeMetricsCSV(state.history)
+            var scalars: [(tag: String, value: Double)] = [
+                ("loss/train", metrics.trainLoss), ("loss/test", metrics.testLoss), ("accuracy/train", metrics.trainAccuracy),
+                ("accuracy/test", metrics.testAccuracy), ("learning_rate", metrics.learningRate),
+            ]
+            if let ema = metrics.emaTestAccuracy { scalars.append(("accuracy/test_ema", ema)) }
+            try tensorboard?.add(scalars: scalars, step: epoch)
             try saveCheckpoint(Self.lastCheckpointName)
             if improved { try saveCheckpoint(Self.bestCheckpointName) }
             progress.epochFinished(metrics, of: options.epochs)

@@ -52,6 +52,8 @@ public struct TrainingOptions: Codable, Equatable, Sendable {
     public var earlyStoppingPatience: Int?
     /// `test_accuracy` (higher is better) or `test_loss` (lower is better): decides the best checkpoint and early stopping.
     public var monitor = "test_accuracy"
+    /// Write TensorBoard event files (loss, accuracy, learning rate per epoch) to this directory.
+    public var tensorboardDirectory: String?
     /// Also write the last checkpoint every N optimizer steps (it is always written at epoch ends).
     public var checkpointEvery: Int?
     /// Batch size for evaluation passes.
@@ -69,7 +71,7 @@ public struct TrainingOptions: Codable, Equatable, Sendable {
         case warmupEpochs = "warmup_epochs"
         case limitTrain = "limit_train", limitTest = "limit_test", outputDirectory = "output"
         case evaluationBatchSize = "eval_batch_size", checkpointEvery = "checkpoint_every", monitor
-        case emaDecay = "ema_decay", earlyStoppingPatience = "early_stopping_patience"
+        case tensorboardDirectory = "tensorboard", emaDecay = "ema_decay", earlyStoppingPatience = "early_stopping_patience"
     }
 
     /// Checks ranges; returns the first problem in words, or nil.
