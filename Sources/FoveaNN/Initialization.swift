@@ -22,11 +22,31 @@ public enum Initializer: Sendable, Equatable {
 }
 
 /// The generator layers draw their initial weights from (PyTorch's global seed, made explicit).
+/// It is per thread, so models built concurrently on different threads do not disturb each other.
 public enum Initialization {
-    nonisolated(unsafe) static var generator = SeededGenerator(seed: 0)
+    /// The calling thread's initialisation generator (seed 0 until `seed(_:)` is called on that thread).
+    static var generator: SeededGenerator {
+        get { box().generator }
+        set { box().generator = newValue }
+    }
 
-    /// Re-seeds the generator used by layer initialisers.
+    /// Re-seeds the calling thread's generator used by layer initialisers.
     public static func seed(_ seed: UInt64) { generator = SeededGenerator(seed: seed) }
+
+    private final class Box { var generator = SeededGenerator(seed: 0) }
+
+    nonisolated(unsafe) private static let key: pthread_key_t = {
+        var key = pthread_key_t()
+        pthread_key_create(&key) { pointer in if let pointer { Unmanaged<Box>.fromOpaque(pointer).release() } }
+        return key
+    }()
+
+    private static func box() -> Box {
+        if let pointer = pthread_getspecific(key) { return Unmanaged<Box>.fromOpaque(pointer).takeUnretainedValue() }
+        let box = Box()
+        pthread_setspecific(key, Unmanaged.passRetained(box).toOpaque())
+        return box
+    }
 
     /// A plain tensor of `shape` filled by `initializer`; fan-in/out from (out, in, kh, kw) weight shapes.
     public static func make(_ shape: [Int], _ initializer: Initializer) -> Tensor {

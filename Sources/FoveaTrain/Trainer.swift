@@ -125,8 +125,9 @@ public final class Trainer {
                                 progress: state)
         }
 
-        let stepsPerEpoch = (train.dataset.count + options.batchSize - 1) / options.batchSize
-        let schedule = options.learningRateSchedule(stepsPerEpoch: stepsPerEpoch)
+        let batchesPerEpoch = (train.dataset.count + options.batchSize - 1) / options.batchSize
+        let updatesPerEpoch = (batchesPerEpoch + options.accumulationSteps - 1) / options.accumulationSteps
+        let schedule = options.learningRateSchedule(stepsPerEpoch: updatesPerEpoch)
         var lastReport: ClassificationReport?
         var lastMistakes: [Mistake] = []
         while state.epoch <= options.epochs && !state.stoppedEarly {
@@ -140,12 +141,17 @@ public final class Trainer {
                 let batchStart = batchStarts[state.batch]
                 let indices = order[batchStart..<min(batchStart + options.batchSize, order.count)]
                 let (images, labels) = train.batch(indices)
-                let scheduleStep = options.scheduleUnit == "epoch" ? epoch - 1 : state.step
+                let update = (epoch - 1) * updatesPerEpoch + state.batch / options.accumulationSteps
+                let scheduleStep = options.scheduleUnit == "epoch" ? epoch - 1 : update
                 learningRate = schedule.learningRate(base: options.learningRate, step: scheduleStep)
                 optimizer.learningRate = learningRate
+                // The last group of an epoch may be shorter than --accumulate.
+                let group = state.batch / options.accumulationSteps * options.accumulationSteps
+                let groupSize = min(options.accumulationSteps, batchStarts.count - group)
                 let (loss, hits) = try trainStep(model: model, optimizer: optimizer, images: images, labels: labels,
                                                  labelSmoothing: options.labelSmoothing,
-                                                 clipGradientNorm: options.clipGradientNorm, step: state.step, epoch: epoch)
+                                                 clipGradientNorm: options.clipGradientNorm,
+                                                 accumulation: (state.batch - group, groupSize), step: state.step, epoch: epoch)
                 try average?.update(from: model)
                 state.lossSum += Double(loss) * Double(indices.count)
                 state.correct += hits
@@ -154,7 +160,9 @@ public final class Trainer {
                 let done = batchStart + indices.count
                 progress.step(epoch: epoch, of: options.epochs, done: done, total: order.count,
                               loss: state.lossSum / Double(done), accuracy: Double(state.correct) / Double(done), started: start)
-                if let every = options.checkpointEvery, state.step % every == 0, state.batch < batchStarts.count {
+                // Only between accumulation groups: partial gradient sums are not part of a checkpoint.
+                if let every = options.checkpointEvery, state.step % every == 0, state.batch < batchStarts.count,
+                   state.batch % options.accumulationSteps == 0 {
                     try saveCheckpoint(Self.lastCheckpointName)
                 }
                 if let killAfterStep, state.step == killAfterStep { kill(getpid(), SIGKILL) }
@@ -235,8 +243,13 @@ public final class Trainer {
 
 /// One optimisation step: forward, loss, backward, update. Returns the batch loss and the number of correct predictions.
 /// Throws `TrainingError.nonFiniteLoss` before touching the weights if the loss is NaN or infinite.
+///
+/// With gradient accumulation (`accumulation.count > 1`), gradients of `count` consecutive batches are summed
+/// (each loss scaled by 1/count) and the optimizer steps after the batch with `index == count − 1`.
+/// A non-finite gradient stops with `TrainingError.nonFiniteGradient` naming the parameter, before any update.
 public func trainStep(model: Layer, optimizer: Optimizer, images: Tensor, labels: [Int32], labelSmoothing: Float = 0,
-                      clipGradientNorm maximumNorm: Float? = nil, step: Int, epoch: Int) throws -> (loss: Float, correct: Int) {
+                      clipGradientNorm maximumNorm: Float? = nil, accumulation: (index: Int, count: Int) = (0, 1),
+                      step: Int, epoch: Int) throws -> (loss: Float, correct: Int) {
     let logits = try model(images)
     var loss = try crossEntropy(logits: logits, labels: labels, labelSmoothing: labelSmoothing)
     if let auxiliary = model as? any AuxiliaryClassifierModel {
@@ -247,12 +260,23 @@ public func trainStep(model: Layer, optimizer: Optimizer, images: Tensor, labels
     }
     let value = loss.scalarValue
     guard value.isFinite else { throw TrainingError.nonFiniteLoss(step: step, epoch: epoch, value: value) }
-    optimizer.zeroGrad()
-    try loss.backward()
-    if let maximumNorm { try clipGradientNorm(optimizer.parameters, maximumNorm: maximumNorm) }
-    try optimizer.step()
+    if accumulation.index == 0 { optimizer.zeroGrad() }
+    try loss.backward(seed: Tensor(scalar: 1 / Float(max(accumulation.count, 1))))
+    if accumulation.index == accumulation.count - 1 {
+        if let name = firstNonFiniteGradient(model: model, optimizer: optimizer) {
+            throw TrainingError.nonFiniteGradient(step: step, epoch: epoch, parameter: name)
+        }
+        if let maximumNorm { try clipGradientNorm(optimizer.parameters, maximumNorm: maximumNorm) }
+        try optimizer.step()
+    }
     let correct = try countCorrect(logits: logits, labels: labels)
     return (value, correct)
+}
+
+/// The state-dict name of the first parameter (in network order) whose gradient holds NaN or infinity.
+func firstNonFiniteGradient(model: Layer, optimizer: Optimizer) -> String? {
+    guard optimizer.parameters.contains(where: { $0.grad.map { !$0.isFinite } ?? false }) else { return nil }
+    return model.namedParameters().first { $0.1.grad.map { !$0.isFinite } ?? false }?.0 ?? "a parameter"
 }
 
 /// Number of rows of `logits` whose arg-max equals the label.

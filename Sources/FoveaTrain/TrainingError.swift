@@ -2,6 +2,8 @@
 public enum TrainingError: Error, CustomStringConvertible, Equatable {
     /// The loss became NaN or infinite.
     case nonFiniteLoss(step: Int, epoch: Int, value: Float)
+    /// A gradient became NaN or infinite.
+    case nonFiniteGradient(step: Int, epoch: Int, parameter: String)
     /// An option is out of range.
     case invalidOption(String)
     /// A model file or its sidecar is unusable.
@@ -14,6 +16,9 @@ public enum TrainingError: Error, CustomStringConvertible, Equatable {
         case let .nonFiniteLoss(step, epoch, value):
             return "training stopped: the loss is \(value) at step \(step) (epoch \(epoch)); lower --lr or check the data. "
                 + "Files written before this step are intact."
+        case let .nonFiniteGradient(step, epoch, parameter):
+            return "training stopped: the gradient of \(parameter) is not finite at step \(step) (epoch \(epoch)); "
+                + "lower --lr or clip gradients (--clip-grad-norm). The last checkpoint is intact."
         case let .invalidOption(message): return message
         case let .badModelFile(path, reason): return "\(path): \(reason)"
         case let .cannotWrite(path, reason): return "cannot write \(path): \(reason)"

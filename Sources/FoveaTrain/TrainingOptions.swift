@@ -54,6 +54,8 @@ public struct TrainingOptions: Codable, Equatable, Sendable {
     public var monitor = "test_accuracy"
     /// Write TensorBoard event files (loss, accuracy, learning rate per epoch) to this directory.
     public var tensorboardDirectory: String?
+    /// Sum gradients over this many batches before each optimizer step.
+    public var accumulationSteps = 1
     /// Also write the last checkpoint every N optimizer steps (it is always written at epoch ends).
     public var checkpointEvery: Int?
     /// Batch size for evaluation passes.
@@ -71,7 +73,7 @@ public struct TrainingOptions: Codable, Equatable, Sendable {
         case warmupEpochs = "warmup_epochs"
         case limitTrain = "limit_train", limitTest = "limit_test", outputDirectory = "output"
         case evaluationBatchSize = "eval_batch_size", checkpointEvery = "checkpoint_every", monitor
-        case tensorboardDirectory = "tensorboard", emaDecay = "ema_decay", earlyStoppingPatience = "early_stopping_patience"
+        case accumulationSteps = "accumulate", tensorboardDirectory = "tensorboard", emaDecay = "ema_decay", earlyStoppingPatience = "early_stopping_patience"
     }
 
     /// Checks ranges; returns the first problem in words, or nil.
@@ -103,6 +105,7 @@ public struct TrainingOptions: Codable, Equatable, Sendable {
         if let limitTrain, limitTrain < 1 { return "--limit-train must be at least 1" }
         if let limitTest, limitTest < 1 { return "--limit-test must be at least 1" }
         if let checkpointEvery, checkpointEvery < 1 { return "--checkpoint-every must be at least 1" }
+        if accumulationSteps < 1 { return "--accumulate must be at least 1" }
         if let emaDecay, !(0..<1).contains(emaDecay) { return "--ema-decay must be in [0, 1)" }
         if let earlyStoppingPatience, earlyStoppingPatience < 1 { return "--early-stopping must be at least 1" }
         if !["test_accuracy", "test_loss"].contains(monitor) { return "--monitor must be test_accuracy or test_loss" }

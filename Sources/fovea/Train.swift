@@ -55,6 +55,8 @@ struct Train: ParsableCommand {
     var emaDecay: Float?
     @Option(name: .customLong("early-stopping"), help: "Stop after N epochs without improvement of --monitor.")
     var earlyStopping: Int?
+    @Option(help: "Sum gradients over N batches per optimizer step (an effective batch of N × --batch-size).")
+    var accumulate = 1
     @Option(help: "Write TensorBoard event files (loss, accuracy, learning rate per epoch) to DIR.") var tensorboard: String?
     @Option(help: "Metric for the best checkpoint and early stopping: test_accuracy or test_loss.") var monitor = "test_accuracy"
     @Flag(help: "Print the final report as JSON on stdout.") var json = false
@@ -95,6 +97,7 @@ struct Train: ParsableCommand {
         options.earlyStoppingPatience = earlyStopping
         options.monitor = monitor
         options.tensorboardDirectory = tensorboard
+        options.accumulationSteps = accumulate
         try runReportingErrors {
             if let resume {
                 let checkpoint = (resume as NSString).appendingPathComponent(Trainer.lastCheckpointName)

@@ -4,7 +4,7 @@ import FoveaModels
 import FoveaNN
 import FoveaOptim
 import FoveaTensor
-import FoveaTrain
+@testable import FoveaTrain
 import Testing
 
 let fashionMNIST = "/usr/share/datasets/fashion-mnist"
@@ -128,5 +128,46 @@ struct TrainingTests {
         for ((name, a), (_, b)) in zip(model.stateEntries(), loaded.stateEntries()) {
             #expect(try a.toArray() == b.toArray(), "\(name) differs after a round trip")
         }
+    }
+}
+
+@Suite("Training step details")
+struct TrainingStepTests {
+    func batch(_ count: Int, seed: UInt64) throws -> (Tensor, [Int32]) {
+        var generator = SeededGenerator(seed: seed)
+        let images = try Tensor(shape: [count, 1, 28, 28], values: (0..<(count * 784)).map { _ in Float(generator.nextNormal()) })
+        return (images, (0..<count).map { Int32($0 % 10) })
+    }
+
+    @Test("accumulating two half batches equals one full batch")
+    func accumulation() throws {
+        Initialization.seed(3)
+        let full = try LeNet5()
+        Initialization.seed(3)
+        let halves = try LeNet5()
+        let (images, labels) = try batch(8, seed: 9)
+        let fullOptimizer = try SGD(parameters: full.parameters(), learningRate: 0.1, momentum: 0.9)
+        let halvesOptimizer = try SGD(parameters: halves.parameters(), learningRate: 0.1, momentum: 0.9)
+        _ = try trainStep(model: full, optimizer: fullOptimizer, images: images, labels: labels, step: 0, epoch: 1)
+        let values = try images.toArray()
+        for part in 0..<2 {
+            let half = try Tensor(shape: [4, 1, 28, 28], values: Array(values[(part * 4 * 784)..<((part + 1) * 4 * 784)]))
+            _ = try trainStep(model: halves, optimizer: halvesOptimizer, images: half, labels: Array(labels[(part * 4)..<(part * 4 + 4)]),
+                              accumulation: (part, 2), step: 0, epoch: 1)
+        }
+        for ((name, a), (_, b)) in zip(full.namedParameters(), halves.namedParameters()) {
+            let difference = zip(try a.value.toArray(), try b.value.toArray()).map { abs($0 - $1) }.max() ?? 0
+            #expect(difference < 1e-5, "\(name) differs by \(difference)")
+        }
+    }
+
+    @Test("a non-finite gradient is reported with the parameter's name")
+    func nonFiniteGradient() throws {
+        let model = try LeNet5()
+        let optimizer = try SGD(parameters: model.parameters(), learningRate: 0.1)
+        #expect(firstNonFiniteGradient(model: model, optimizer: optimizer) == nil)
+        model.fc2.weight.grad = Tensor(repeating: 0, shape: [84, 120])
+        model.conv2.bias!.grad = try Tensor(shape: [16], values: [Float](repeating: 0, count: 15) + [.infinity])
+        #expect(firstNonFiniteGradient(model: model, optimizer: optimizer) == "conv2.bias")
     }
 }
