@@ -6,7 +6,7 @@ import FoveaTensor
 /// The directory holds the four files under their usual names, e.g. `train-images-idx3-ubyte`
 /// and `t10k-labels-idx1-ubyte`, each either raw or gzip-compressed (`.gz`); the variant
 /// `train-images.idx3-ubyte` is accepted too. Images are grey, so batches have one channel.
-public struct IDXDataset: Sendable {
+public struct IDXDataset: LabeledImages {
     /// Which half of the dataset to load.
     public enum Split: String, Sendable, CaseIterable, CustomStringConvertible {
         /// The training images (`train-*` files).
@@ -33,6 +33,8 @@ public struct IDXDataset: Sendable {
     public let height: Int
     /// Image width in pixels.
     public let width: Int
+    /// Grey images: one channel.
+    public var channels: Int { 1 }
     /// The number of classes; every label is in `0..<classCount`.
     public let classCount: Int
     /// All images, sample after sample, row-major: `count × height × width` bytes.
@@ -152,28 +154,6 @@ public struct IDXDataset: Sendable {
         return (mean, (squares / (total - 1)).squareRoot())
     }
 
-    /// The order in which to visit the samples in `epoch`: identity, or a Fisher–Yates shuffle
-    /// drawn from `SeededGenerator(seed: seed, stream: epoch)`, so each epoch is reproducible alone.
-    public func batchOrder(epoch: Int, seed: UInt64, shuffle: Bool) -> [Int] {
-        var order = Array(0..<count)
-        guard shuffle, count > 1 else { return order }
-        var generator = SeededGenerator(seed: seed, stream: UInt64(truncatingIfNeeded: epoch))
-        for last in stride(from: count - 1, to: 0, by: -1) {
-            order.swapAt(last, Self.uniform(below: UInt64(last + 1), using: &generator))
-        }
-        return order
-    }
-
-    /// An unbiased integer in `0..<bound` (Lemire's multiply-and-reject), spelled out here rather
-    /// than `Int.random(in:using:)` so shuffles never change with the standard library.
-    private static func uniform(below bound: UInt64, using generator: inout SeededGenerator) -> Int {
-        let threshold = (0 &- bound) % bound
-        while true {
-            let product = generator.next().multipliedFullWidth(by: bound)
-            if product.low >= threshold { return Int(product.high) }
-        }
-    }
-
     /// Writes the samples at `indices` as a normalised NCHW batch (C = 1) and their labels.
     ///
     /// Each pixel becomes `(p / 255 - mean) / std`, computed in `Float` in that order (as
@@ -219,6 +199,12 @@ public struct DatasetInfo: Sendable, Equatable {
     /// The number of classes.
     public var classCount: Int { classNames.count }
 
+    /// The same dataset with the class names a release file provides.
+    public func renamingClasses(_ names: [String]) -> DatasetInfo {
+        DatasetInfo(name: name, classNames: names, defaultDirectory: defaultDirectory, channels: channels, height: height,
+                    width: width)
+    }
+
     /// The environment variable that overrides default dataset directories.
     public static let environmentVariable = "FOVEA_DATA"
 
@@ -234,8 +220,19 @@ public struct DatasetInfo: Sendable, Equatable {
                      "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"],
         defaultDirectory: "/usr/share/datasets/fashion-mnist", channels: 1, height: 28, width: 28)
 
+    /// CIFAR-10, binary release — Krizhevsky 2009, "Learning multiple layers of features from tiny images".
+    public static let cifar10 = DatasetInfo(
+        name: "cifar10",
+        classNames: ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"],
+        defaultDirectory: "/usr/share/datasets/cifar10", channels: 3, height: 32, width: 32)
+
+    /// CIFAR-100 (fine labels), binary release — Krizhevsky 2009. Class names come from the release's file.
+    public static let cifar100 = DatasetInfo(
+        name: "cifar100", classNames: (0..<100).map { "class \($0)" },
+        defaultDirectory: "/usr/share/datasets/cifar100", channels: 3, height: 32, width: 32)
+
     /// Every dataset in this table, in the order `fovea datasets` lists them.
-    public static let known: [DatasetInfo] = [.mnist, .fashionMNIST]
+    public static let known: [DatasetInfo] = [.mnist, .fashionMNIST, .cifar10, .cifar100]
 
     /// The dataset called `name` (case-insensitive).
     /// - Throws: `DatasetError.unknownDataset` listing the known names.

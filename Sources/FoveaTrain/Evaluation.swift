@@ -42,7 +42,7 @@ public func evaluate(model: Layer, on data: ImageClassificationSet, batchSize: I
     var confusion = ConfusionMatrix(classCount: classCount)
     var top5 = TopKAccuracy(k: min(5, classCount))
     var lossSum = 0.0
-    let indices = Array(0..<data.dataset.count)
+    let indices = Array(0..<data.count)
     try Autodiff.withoutRecording {
         for start in stride(from: 0, to: indices.count, by: batchSize) {
             let slice = indices[start..<min(start + batchSize, indices.count)]

@@ -38,30 +38,71 @@ public struct TrainingResult {
     public var files: [String]
 }
 
-/// A labelled image set with its normalisation, ready to be cut into batches.
+/// A labelled image set with its normalisation and training-time augmentations, ready to be cut into batches.
 public struct ImageClassificationSet {
-    public let dataset: IDXDataset
+    /// The images and labels.
+    public let images: any LabeledImages
+    /// Name and class names of the dataset.
     public let info: DatasetInfo
-    public let mean: Float
-    public let std: Float
+    /// Per-channel normalisation of pixels scaled to [0, 1]: (p/255 − mean) / std.
+    public let mean: [Float]
+    public let std: [Float]
+    /// Applied in order to every sample of a training batch (never in evaluation).
+    public var augmentations: [Augmentation] = []
+    /// Seeds each sample's augmentation generator together with (epoch, index).
+    public var seed: UInt64 = 0
 
-    /// Wraps a dataset with the normalisation applied to its pixels (scaled to [0, 1] first).
-    public init(dataset: IDXDataset, info: DatasetInfo, mean: Float, std: Float) {
-        (self.dataset, self.info, self.mean, self.std) = (dataset, info, mean, std)
+    /// Wraps images with per-channel normalisation.
+    public init(images: any LabeledImages, info: DatasetInfo, mean: [Float], std: [Float]) {
+        (self.images, self.info, self.mean, self.std) = (images, info, mean, std)
     }
 
-    /// Sample shape (C, H, W).
-    public var sampleShape: [Int] { [1, dataset.height, dataset.width] }
+    /// Wraps a grey dataset with one mean and standard deviation.
+    public init(dataset: IDXDataset, info: DatasetInfo, mean: Float, std: Float) {
+        self.init(images: dataset, info: info, mean: [mean], std: [std])
+    }
 
-    /// The batch of samples at `indices` as an (N, C, H, W) tensor and labels.
-    public func batch(_ indices: ArraySlice<Int>) -> (Tensor, [Int32]) {
-        let shape = [indices.count] + sampleShape
-        let images = Tensor.zeros(shape)
+    /// Number of samples.
+    public var count: Int { images.count }
+    /// Sample shape (C, H, W).
+    public var sampleShape: [Int] { [images.channels, images.height, images.width] }
+
+    /// The batch of samples at `indices` as an (N, C, H, W) tensor and labels. With `epoch`, the augmentations
+    /// run, each sample drawing from `SeededGenerator(seed: seed, stream: epoch, index)`.
+    public func batch(_ indices: ArraySlice<Int>, epoch: Int? = nil) -> (Tensor, [Int32]) {
+        let (channels, plane) = (images.channels, images.height * images.width)
+        let size = images.sampleSize
+        let tensor = Tensor.zeros([indices.count] + sampleShape)
+        let output = tensor.storage.pointer
         var labels = [Int32](repeating: 0, count: indices.count)
-        labels.withUnsafeMutableBufferPointer { buffer in
-            dataset.fillBatch(indices: indices, mean: mean, std: std, into: images.storage.pointer, labels: buffer.baseAddress!)
+        let tables = (0..<channels).map { c in (0..<256).map { (Float($0) / 255 - mean[min(c, mean.count - 1)]) / std[min(c, std.count - 1)] } }
+        images.pixels.withUnsafeBufferPointer { pixels in
+            for (slot, index) in indices.enumerated() {
+                labels[slot] = images.labels[index]
+                var sample = Array(pixels[(index * size)..<((index + 1) * size)])
+                if let epoch, !augmentations.isEmpty {
+                    var generator = SeededGenerator(seed: seed, stream: UInt64(epoch), UInt64(index))
+                    for augmentation in augmentations {
+                        augmentation.apply(&sample, channels: channels, height: images.height, width: images.width,
+                                           generator: &generator)
+                    }
+                }
+                for c in 0..<channels {
+                    let table = tables[c]
+                    for i in 0..<plane { output[slot * size + c * plane + i] = table[Int(sample[c * plane + i])] }
+                }
+            }
         }
-        return (images, labels)
+        return (tensor, labels)
+    }
+}
+
+/// Reads one split of a known dataset from `directory` with the reader its format needs.
+public func loadImages(_ info: DatasetInfo, directory: String, split: IDXDataset.Split, limit: Int? = nil) throws -> any LabeledImages {
+    switch info.name {
+    case "cifar10": return try CIFARDataset(directory: directory, variant: .cifar10, split: split, limit: limit)
+    case "cifar100": return try CIFARDataset(directory: directory, variant: .cifar100(fine: true), split: split, limit: limit)
+    default: return try IDXDataset(directory: directory, split: split, classCount: info.classCount, limit: limit)
     }
 }
 
@@ -78,17 +119,23 @@ public final class Trainer {
         self.progress = progress
     }
 
-    /// Loads the training and test splits and their normalisation (mean/std of the training images).
+    /// Loads the training and test splits and their normalisation (per-channel mean/std of the full training split).
     public func loadData() throws -> (train: ImageClassificationSet, test: ImageClassificationSet) {
-        let info = try DatasetInfo.named(options.dataset)
-        let train = try IDXDataset(dataset: info, split: .train, dataDirectory: options.dataDirectory, limit: options.limitTrain)
-        let test = try IDXDataset(dataset: info, split: .test, dataDirectory: options.dataDirectory, limit: options.limitTest)
+        var info = try DatasetInfo.named(options.dataset)
+        let directory = info.resolveDirectory(dataDirectory: options.dataDirectory)
+        func load(_ split: IDXDataset.Split, _ limit: Int?) throws -> any LabeledImages {
+            try loadImages(info, directory: directory, split: split, limit: limit)
+        }
+        let train = try load(.train, options.limitTrain)
+        let test = try load(.test, options.limitTest)
+        if let names = (train as? CIFARDataset)?.classNames { info = info.renamingClasses(names) }
         // Statistics of the full training split, so --limit-train does not change the preprocessing.
-        let statistics = options.limitTrain == nil ? train.meanAndStandardDeviation()
-            : try IDXDataset(dataset: info, split: .train, dataDirectory: options.dataDirectory).meanAndStandardDeviation()
-        let (mean, std) = (Float(statistics.mean), Float(max(statistics.std, 1e-6)))
-        return (ImageClassificationSet(dataset: train, info: info, mean: mean, std: std),
-                ImageClassificationSet(dataset: test, info: info, mean: mean, std: std))
+        let statistics = try (options.limitTrain == nil ? train : load(.train, nil)).channelStatistics()
+        let mean = statistics.mean.map(Float.init), std = statistics.std.map { Float(max($0, 1e-6)) }
+        var trainSet = ImageClassificationSet(images: train, info: info, mean: mean, std: std)
+        trainSet.augmentations = options.augmentations
+        trainSet.seed = options.seed
+        return (trainSet, ImageClassificationSet(images: test, info: info, mean: mean, std: std))
     }
 
     /// For tests of crash recovery: the process sends itself SIGKILL right after this optimizer step.
@@ -125,7 +172,7 @@ public final class Trainer {
                                 progress: state)
         }
 
-        let batchesPerEpoch = (train.dataset.count + options.batchSize - 1) / options.batchSize
+        let batchesPerEpoch = (train.count + options.batchSize - 1) / options.batchSize
         let updatesPerEpoch = (batchesPerEpoch + options.accumulationSteps - 1) / options.accumulationSteps
         let schedule = options.learningRateSchedule(stepsPerEpoch: updatesPerEpoch)
         var lastReport: ClassificationReport?
@@ -133,14 +180,14 @@ public final class Trainer {
         while state.epoch <= options.epochs && !state.stoppedEarly {
             let epoch = state.epoch
             model.train()
-            let order = train.dataset.batchOrder(epoch: epoch, seed: options.seed, shuffle: true)
+            let order = train.images.batchOrder(epoch: epoch, seed: options.seed, shuffle: true)
             let start = Date()
             var learningRate = optimizer.learningRate
             let batchStarts = Array(stride(from: 0, to: order.count, by: options.batchSize))
             while state.batch < batchStarts.count {
                 let batchStart = batchStarts[state.batch]
                 let indices = order[batchStart..<min(batchStart + options.batchSize, order.count)]
-                let (images, labels) = train.batch(indices)
+                let (images, labels) = train.batch(indices, epoch: epoch)
                 let update = (epoch - 1) * updatesPerEpoch + state.batch / options.accumulationSteps
                 let scheduleStep = options.scheduleUnit == "epoch" ? epoch - 1 : update
                 learningRate = schedule.learningRate(base: options.learningRate, step: scheduleStep)
@@ -214,17 +261,17 @@ public final class Trainer {
             files.append(output.file("metrics.jsonl"))
             files.append(output.file("metrics.csv"))
             files.append(try output.writeReport(report))
-            let sampleSize = test.dataset.height * test.dataset.width
+            let sampleSize = test.images.sampleSize
             let html = HTMLReport(title: "\(options.model) on \(options.dataset)", history: state.history, report: report,
                                   mistakes: lastMistakes.map { mistake in
-                                      (mistake, Array(test.dataset.pixels[(mistake.index * sampleSize)..<((mistake.index + 1) * sampleSize)]),
+                                      (mistake, Array(test.images.pixels[(mistake.index * sampleSize)..<((mistake.index + 1) * sampleSize)]),
                                        test.sampleShape)
                                   })
             try writeAtomically(Data(html.render().utf8), to: output.file("report.html"))
             files.append(output.file("report.html"))
             let sidecar = ModelSidecar(architecture: options.model, classes: train.info.classNames,
                                        inputShape: train.sampleShape, dataset: train.info.name,
-                                       mean: [train.mean], std: [train.std], options: options,
+                                       mean: train.mean, std: train.std, options: options,
                                        testAccuracy: report.accuracy)
             files.append(contentsOf: try ModelFile.save(model, sidecar: sidecar, to: output.file("model.safetensors")))
             if let average {

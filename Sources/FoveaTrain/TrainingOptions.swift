@@ -1,3 +1,4 @@
+import FoveaData
 import FoveaNN
 import FoveaOptim
 #if canImport(Glibc)
@@ -54,6 +55,8 @@ public struct TrainingOptions: Codable, Equatable, Sendable {
     public var monitor = "test_accuracy"
     /// Write TensorBoard event files (loss, accuracy, learning rate per epoch) to this directory.
     public var tensorboardDirectory: String?
+    /// Training-time augmentations, applied in order to each training sample.
+    public var augmentations: [Augmentation] = []
     /// Sum gradients over this many batches before each optimizer step.
     public var accumulationSteps = 1
     /// Also write the last checkpoint every N optimizer steps (it is always written at epoch ends).
@@ -73,7 +76,7 @@ public struct TrainingOptions: Codable, Equatable, Sendable {
         case warmupEpochs = "warmup_epochs"
         case limitTrain = "limit_train", limitTest = "limit_test", outputDirectory = "output"
         case evaluationBatchSize = "eval_batch_size", checkpointEvery = "checkpoint_every", monitor
-        case accumulationSteps = "accumulate", tensorboardDirectory = "tensorboard", emaDecay = "ema_decay", earlyStoppingPatience = "early_stopping_patience"
+        case augmentations = "augment", accumulationSteps = "accumulate", tensorboardDirectory = "tensorboard", emaDecay = "ema_decay", earlyStoppingPatience = "early_stopping_patience"
     }
 
     /// Checks ranges; returns the first problem in words, or nil.

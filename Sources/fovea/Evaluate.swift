@@ -8,7 +8,7 @@ struct Evaluate: ParsableCommand {
         abstract: "Evaluate saved weights on a dataset's test split and print the report.")
 
     @Option(help: "A model.safetensors written by `fovea train` (its sidecar model.json must be beside it).") var weights: String
-    @Option(help: "Dataset: mnist or fashion-mnist.") var dataset = "fashion-mnist"
+    @Option(help: "Dataset: mnist, fashion-mnist, cifar10 or cifar100.") var dataset = "fashion-mnist"
     @Option(name: .customLong("data-dir"), help: "Folder holding the dataset's files.") var dataDir: String?
     @Option(help: "Which split to evaluate: test or train.") var split = "test"
     @Option(name: .customLong("batch-size"), help: "Evaluation batch size.") var batchSize = 1000
@@ -22,13 +22,18 @@ struct Evaluate: ParsableCommand {
             }
             guard batchSize > 0 else { throw TrainingError.invalidOption("--batch-size must be at least 1") }
             let (model, sidecar) = try ModelFile.load(weights)
-            let info = try DatasetInfo.named(dataset)
+            var info = try DatasetInfo.named(dataset)
             guard info.classCount == sidecar.classes.count else {
                 throw TrainingError.badModelFile(path: weights, reason:
                     "the model has \(sidecar.classes.count) classes, dataset \(info.name) has \(info.classCount)")
             }
-            let data = try IDXDataset(dataset: info, split: which, dataDirectory: dataDir)
-            let set = ImageClassificationSet(dataset: data, info: info, mean: sidecar.mean.first ?? 0, std: sidecar.std.first ?? 1)
+            let data = try loadImages(info, directory: info.resolveDirectory(dataDirectory: dataDir), split: which)
+            guard [data.channels, data.height, data.width] == sidecar.inputShape else {
+                throw TrainingError.badModelFile(path: weights, reason:
+                    "the model takes \(sidecar.inputShape) images, \(info.name) has \([data.channels, data.height, data.width])")
+            }
+            if sidecar.classes.count == info.classCount { info = info.renamingClasses(sidecar.classes) }
+            let set = ImageClassificationSet(images: data, info: info, mean: sidecar.mean, std: sidecar.std)
             let report = try evaluate(model: model, on: set, batchSize: batchSize, split: split)
             if let output { try report.jsonData().write(to: URL(fileURLWithPath: output), options: .atomic) }
             if json { printJSON(try report.jsonData()) } else { print(report.textSummary()) }

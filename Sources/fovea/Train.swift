@@ -1,104 +1,120 @@
 import ArgumentParser
 import Foundation
+import FoveaData
 import FoveaTensor
 import FoveaTrain
 
 struct Train: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Train a model from the zoo on a dataset and write metrics, report and weights.",
+        abstract: "Train a model from the zoo on a dataset and write metrics, reports, weights and checkpoints.",
         discussion: """
-            Writes DIR/metrics.jsonl (one JSON object per epoch), DIR/report.json (test-set report),
-            DIR/model.safetensors with its sidecar DIR/model.json, and DIR/checkpoint-last.safetensors (every epoch
-            and every --checkpoint-every steps) and DIR/checkpoint-best.safetensors (best test accuracy) when
-            --output DIR is given. --resume DIR continues an interrupted run bit for bit.
+            Options start from the defaults (LeNet-5 on Fashion-MNIST, SGD 0.05 momentum 0.9, weight decay 5e-4,
+            cosine, 10 epochs, batch 128) or from --recipe NAME; every flag given overrides them.
+            Recipes: \(Recipe.all.map { "\($0.name) (\($0.summary))" }.joined(separator: "; ")).
+
+            With --output DIR: DIR/metrics.jsonl and metrics.csv (one row per epoch), DIR/report.json and
+            report.html (test-set report with plots), DIR/model.safetensors with its sidecar model.json (and
+            model-ema.* with --ema-decay), DIR/checkpoint-last.safetensors (every epoch and every --checkpoint-every
+            steps) and checkpoint-best.safetensors (best --monitor). --resume DIR continues an interrupted run
+            bit for bit with its saved options.
             """)
 
-    @Option(help: "Architecture name (see `fovea models`).") var model = "lenet5"
-    @Option(help: "Dataset: mnist or fashion-mnist.") var dataset = "fashion-mnist"
+    @Option(help: "A named set of options (see above); flags given override it.") var recipe: String?
+    @Option(help: "Architecture name (see `fovea models`).") var model: String?
+    @Option(help: "Dataset: mnist, fashion-mnist, cifar10 or cifar100.") var dataset: String?
     @Option(name: .customLong("data-dir"), help: "Folder holding the dataset's files.") var dataDir: String?
-    @Option(help: "Number of passes over the training set.") var epochs = 10
-    @Option(name: .customLong("batch-size"), help: "Training mini-batch size.") var batchSize = 128
-    @Option(help: "Optimizer: sgd, adam, adamw (decoupled weight decay) or rmsprop.") var optimizer = "sgd"
-    @Option(help: "Base learning rate.") var lr: Float = 0.05
-    @Option(help: "SGD and RMSprop momentum.") var momentum: Float = 0.9
-    @Option(help: "Adam/AdamW first-moment decay.") var beta1: Float = 0.9
-    @Option(help: "Adam/AdamW second-moment decay.") var beta2: Float = 0.999
-    @Option(help: "Adam/AdamW/RMSprop epsilon.") var eps: Float = 1e-8
-    @Option(name: .customLong("rmsprop-alpha"), help: "RMSprop square-average decay.") var rmspropAlpha: Float = 0.99
+    @Option(help: "Number of passes over the training set.") var epochs: Int?
+    @Option(name: .customLong("batch-size"), help: "Training mini-batch size.") var batchSize: Int?
+    @Option(help: "Optimizer: sgd, adam, adamw (decoupled weight decay) or rmsprop.") var optimizer: String?
+    @Option(help: "Base learning rate.") var lr: Float?
+    @Option(help: "SGD and RMSprop momentum.") var momentum: Float?
+    @Flag(help: "Use Nesterov momentum.") var nesterov = false
+    @Option(help: "Adam/AdamW first-moment decay.") var beta1: Float?
+    @Option(help: "Adam/AdamW second-moment decay.") var beta2: Float?
+    @Option(help: "Adam/AdamW/RMSprop epsilon.") var eps: Float?
+    @Option(name: .customLong("rmsprop-alpha"), help: "RMSprop square-average decay.") var rmspropAlpha: Float?
     @Flag(name: .customLong("rmsprop-tf"), help: "RMSprop with TensorFlow's epsilon inside the square root (EfficientNet).")
     var rmspropTensorFlow = false
+    @Option(name: .customLong("weight-decay"), help: "Weight decay (L2 for SGD/Adam/RMSprop, decoupled for AdamW).")
+    var weightDecay: Float?
     @Option(name: .customLong("weight-decay-policy"), help: "all, or exclude-bias-norm to skip biases and normalisation parameters.")
-    var weightDecayPolicy = "all"
+    var weightDecayPolicy: String?
     @Option(name: .customLong("clip-grad-norm"), help: "Clip the global gradient norm to this value.") var clipGradNorm: Float?
-    @Flag(help: "Use Nesterov momentum.") var nesterov = false
-    @Option(name: .customLong("weight-decay"), help: "L2 weight decay (added to the gradient).") var weightDecay: Float = 5e-4
-    @Option(help: "Learning-rate schedule: constant, step, multistep, exponential, cosine or onecycle.") var schedule = "cosine"
+    @Option(help: "Sum gradients over N batches per optimizer step (an effective batch of N × --batch-size).") var accumulate: Int?
+    @Option(help: "Learning-rate schedule: constant, step, multistep, exponential, cosine or onecycle.") var schedule: String?
     @Option(name: .customLong("schedule-unit"), help: "Advance the schedule every optimizer step or every epoch.")
-    var scheduleUnit = "step"
+    var scheduleUnit: String?
     @Option(name: .customLong("warmup-epochs"), help: "Linear warm-up epochs (from 1 % of --lr) before the schedule.")
-    var warmupEpochs = 0
-    @Option(name: .customLong("step-epochs"), help: "For --schedule step: epochs between decays.") var stepEpochs = 30
+    var warmupEpochs: Int?
+    @Option(name: .customLong("step-epochs"), help: "For --schedule step: epochs between decays.") var stepEpochs: Int?
     @Option(parsing: .upToNextOption, help: "For --schedule multistep: epochs at which the rate is multiplied by --gamma.")
     var milestones: [Int] = []
-    @Option(help: "Decay factor for step and multistep; per-epoch factor for exponential.") var gamma: Float = 0.1
-    @Option(name: .customLong("label-smoothing"), help: "Label smoothing ε for the cross-entropy loss.") var labelSmoothing: Float = 0
-    @Option(help: "Seed for initialisation and shuffling; the same seed gives the same run.") var seed: UInt64 = 0
-    @Option(name: .customLong("limit-train"), help: "Train on the first N training samples only.") var limitTrain: Int?
-    @Option(name: .customLong("limit-test"), help: "Evaluate on the first N test samples only.") var limitTest: Int?
-    @Option(help: "Directory for metrics.jsonl, report.json, model.safetensors and checkpoints.") var output: String?
-    @Option(help: "Continue the run in DIR from its last checkpoint, with its saved options (other options are ignored).")
-    var resume: String?
-    @Option(name: .customLong("checkpoint-every"), help: "Also checkpoint every N optimizer steps (always at epoch ends).")
-    var checkpointEvery: Int?
-    @Option(name: .customLong("kill-after-step"), help: .hidden) var killAfterStep: Int?
-    @Option(name: .customLong("ema-decay"), help: "Keep a moving average of the weights (e.g. 0.999); evaluated and saved as model-ema.safetensors.")
+    @Option(help: "Decay factor for step and multistep; per-epoch factor for exponential.") var gamma: Float?
+    @Option(name: .customLong("label-smoothing"), help: "Label smoothing ε for the cross-entropy loss.") var labelSmoothing: Float?
+    @Option(name: .customLong("random-crop"), help: "Augment: zero-pad by N pixels and crop back at a random place.")
+    var randomCrop: Int?
+    @Flag(name: .customLong("horizontal-flip"), help: "Augment: mirror left–right with probability 0.5.") var horizontalFlip = false
+    @Flag(name: .customLong("no-augment"), help: "Drop the recipe's augmentations.") var noAugment = false
+    @Option(name: .customLong("ema-decay"), help: "Keep a moving average of the weights (e.g. 0.999), evaluated and saved too.")
     var emaDecay: Float?
     @Option(name: .customLong("early-stopping"), help: "Stop after N epochs without improvement of --monitor.")
     var earlyStopping: Int?
-    @Option(help: "Sum gradients over N batches per optimizer step (an effective batch of N × --batch-size).")
-    var accumulate = 1
+    @Option(help: "Metric for the best checkpoint and early stopping: test_accuracy or test_loss.") var monitor: String?
+    @Option(help: "Seed for initialisation, shuffling and augmentation; the same seed gives the same run.") var seed: UInt64?
+    @Option(name: .customLong("limit-train"), help: "Train on the first N training samples only.") var limitTrain: Int?
+    @Option(name: .customLong("limit-test"), help: "Evaluate on the first N test samples only.") var limitTest: Int?
+    @Option(help: "Directory for metrics, reports, model and checkpoints.") var output: String?
+    @Option(help: "Continue the run in DIR from its last checkpoint with its saved options (other options are ignored).")
+    var resume: String?
+    @Option(name: .customLong("checkpoint-every"), help: "Also checkpoint every N optimizer steps (always at epoch ends).")
+    var checkpointEvery: Int?
     @Option(help: "Write TensorBoard event files (loss, accuracy, learning rate per epoch) to DIR.") var tensorboard: String?
-    @Option(help: "Metric for the best checkpoint and early stopping: test_accuracy or test_loss.") var monitor = "test_accuracy"
+    @Option(name: .customLong("kill-after-step"), help: .hidden) var killAfterStep: Int?
     @Flag(help: "Print the final report as JSON on stdout.") var json = false
     @Flag(help: "No progress output.") var quiet = false
 
+    /// The recipe's options (or the defaults) with every given flag applied on top.
+    func resolvedOptions() throws -> TrainingOptions {
+        var o = TrainingOptions()
+        if let recipe {
+            guard let found = Recipe.named(recipe) else {
+                throw TrainingError.invalidOption("unknown recipe '\(recipe)'; recipes: \(Recipe.all.map(\.name).joined(separator: ", "))")
+            }
+            o = found.options
+        }
+        func set<T>(_ value: T?, _ path: WritableKeyPath<TrainingOptions, T>) { if let value { o[keyPath: path] = value } }
+        set(model, \.model); set(dataset, \.dataset); set(epochs, \.epochs); set(batchSize, \.batchSize)
+        set(optimizer, \.optimizer); set(lr, \.learningRate); set(momentum, \.momentum); set(beta1, \.beta1)
+        set(beta2, \.beta2); set(eps, \.epsilon); set(rmspropAlpha, \.rmspropAlpha); set(weightDecay, \.weightDecay)
+        set(weightDecayPolicy, \.weightDecayPolicy); set(accumulate, \.accumulationSteps); set(schedule, \.schedule)
+        set(scheduleUnit, \.scheduleUnit); set(warmupEpochs, \.warmupEpochs); set(stepEpochs, \.stepEpochs)
+        set(gamma, \.stepGamma); set(labelSmoothing, \.labelSmoothing); set(monitor, \.monitor); set(seed, \.seed)
+        if dataDir != nil { o.dataDirectory = dataDir }
+        if clipGradNorm != nil { o.clipGradientNorm = clipGradNorm }
+        if emaDecay != nil { o.emaDecay = emaDecay }
+        if earlyStopping != nil { o.earlyStoppingPatience = earlyStopping }
+        if limitTrain != nil { o.limitTrain = limitTrain }
+        if limitTest != nil { o.limitTest = limitTest }
+        if output != nil { o.outputDirectory = output }
+        if checkpointEvery != nil { o.checkpointEvery = checkpointEvery }
+        if tensorboard != nil { o.tensorboardDirectory = tensorboard }
+        if !milestones.isEmpty { o.milestones = milestones }
+        if nesterov { o.nesterov = true }
+        if rmspropTensorFlow { o.rmspropTensorFlow = true }
+        if noAugment { o.augmentations = [] }
+        if let randomCrop {
+            o.augmentations.removeAll { if case .randomCrop = $0 { return true } else { return false } }
+            o.augmentations.append(.randomCrop(padding: randomCrop))
+        }
+        if horizontalFlip && !o.augmentations.contains(.horizontalFlip(probability: 0.5)) {
+            o.augmentations.append(.horizontalFlip(probability: 0.5))
+        }
+        return o
+    }
+
     func run() throws {
-        var options = TrainingOptions()
-        options.model = model
-        options.dataset = dataset
-        options.dataDirectory = dataDir
-        options.epochs = epochs
-        options.batchSize = batchSize
-        options.optimizer = optimizer
-        options.learningRate = lr
-        options.momentum = momentum
-        options.nesterov = nesterov
-        options.weightDecay = weightDecay
-        options.schedule = schedule
-        options.stepEpochs = stepEpochs
-        options.stepGamma = gamma
-        options.milestones = milestones
-        options.scheduleUnit = scheduleUnit
-        options.warmupEpochs = warmupEpochs
-        options.beta1 = beta1
-        options.beta2 = beta2
-        options.epsilon = eps
-        options.rmspropAlpha = rmspropAlpha
-        options.rmspropTensorFlow = rmspropTensorFlow
-        options.weightDecayPolicy = weightDecayPolicy
-        options.clipGradientNorm = clipGradNorm
-        options.labelSmoothing = labelSmoothing
-        options.seed = seed
-        options.limitTrain = limitTrain
-        options.limitTest = limitTest
-        options.outputDirectory = output
-        options.checkpointEvery = checkpointEvery
-        options.emaDecay = emaDecay
-        options.earlyStoppingPatience = earlyStopping
-        options.monitor = monitor
-        options.tensorboardDirectory = tensorboard
-        options.accumulationSteps = accumulate
         try runReportingErrors {
+            var options = try resolvedOptions()
             if let resume {
                 let checkpoint = (resume as NSString).appendingPathComponent(Trainer.lastCheckpointName)
                 guard FileManager.default.fileExists(atPath: checkpoint) else {

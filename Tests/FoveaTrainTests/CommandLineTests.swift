@@ -105,7 +105,9 @@ struct CommandLineTests {
     }
 
     @Test("a run killed with SIGKILL mid-epoch and resumed ends bit-identical to an uninterrupted run",
-          arguments: [["--optimizer", "sgd", "--nesterov"], ["--optimizer", "adamw", "--lr", "0.003", "--schedule", "onecycle"]])
+          arguments: [["--optimizer", "sgd", "--nesterov"],
+                      ["--optimizer", "adamw", "--lr", "0.003", "--schedule", "onecycle", "--random-crop", "2", "--horizontal-flip",
+                       "--ema-decay", "0.9"]])
     func exactResume(_ optimizer: [String]) throws {
         let data = try temporaryDirectory("resume-data")
         try writeSyntheticMNIST(to: data, trainCount: 600, testCount: 100)
@@ -163,6 +165,20 @@ struct CommandLineTests {
         #expect(csv.first?.hasPrefix("epoch,train_loss,train_accuracy,test_loss,test_accuracy") == true)
         #expect(FileManager.default.fileExists(atPath: output + "/model-ema.safetensors"))
         #expect(FileManager.default.fileExists(atPath: output + "/checkpoint-best.safetensors"))
+    }
+
+    @Test("recipes run, and flags given override them")
+    func recipes() throws {
+        let data = try temporaryDirectory("recipe-data")
+        try writeSyntheticMNIST(to: data)
+        let run = try runFovea(["train", "--recipe", "lenet5-mnist", "--data-dir", data, "--epochs", "2", "--batch-size", "32",
+                                "--json", "--quiet"])
+        #expect(run.status == 0, "\(run.error)")
+        let report = try JSONSerialization.jsonObject(with: Data(run.output.utf8)) as? [String: Any]
+        #expect(report?["dataset"] as? String == "mnist")
+        #expect((report?["accuracy"] as? Double ?? 0) > 0.9)
+        #expect(try runFovea(["train", "--recipe", "no-such-recipe"]).status == 64)
+        #expect(Recipe.named("resnet20-cifar10")?.options.milestones == [82, 123])
     }
 
     @Test("bad data ends with exit code 65 and names the file")

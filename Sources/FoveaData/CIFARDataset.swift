@@ -1,0 +1,87 @@
+import Foundation
+
+/// CIFAR-10 or CIFAR-100 from the official binary release (Krizhevsky 2009), held in memory.
+///
+/// CIFAR-10: `data_batch_1.bin` … `data_batch_5.bin` and `test_batch.bin`, records of 1 label byte and
+/// 3072 pixel bytes (1024 red, 1024 green, 1024 blue, row-major 32×32), class names in `batches.meta.txt`.
+/// CIFAR-100: `train.bin` and `test.bin`, records of a coarse and a fine label byte and 3072 pixel bytes,
+/// names in `fine_label_names.txt` / `coarse_label_names.txt`. The folder may be the one holding the files
+/// or its parent (`cifar-10-batches-bin/`, `cifar-100-binary/`).
+public struct CIFARDataset: LabeledImages {
+    /// Which CIFAR and, for CIFAR-100, which labels.
+    public enum Variant: Sendable, Equatable {
+        case cifar10
+        case cifar100(fine: Bool)
+    }
+
+    public let variant: Variant
+    public let count: Int
+    public var channels: Int { 3 }
+    public var height: Int { 32 }
+    public var width: Int { 32 }
+    public let classCount: Int
+    public let pixels: [UInt8]
+    public let labels: [Int32]
+    /// Class names read from the release's name file, if it is there.
+    public let classNames: [String]?
+
+    /// Loads a split from `directory`, keeping the first `limit` samples if given.
+    /// - Throws: `DatasetError` naming the folder or file at fault (missing, wrong size, bad label).
+    public init(directory: String, variant: Variant, split: IDXDataset.Split, limit: Int? = nil) throws {
+        var isDirectory: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: directory, isDirectory: &isDirectory), isDirectory.boolValue else {
+            throw DatasetError.missingDirectory(path: directory)
+        }
+        let isTen = variant == .cifar10
+        var folder = directory
+        let nested = joinPath(directory, isTen ? "cifar-10-batches-bin" : "cifar-100-binary")
+        if FileManager.default.fileExists(atPath: nested) { folder = nested }
+        let names: [String] = switch (isTen, split) {
+        case (true, .train): (1...5).map { "data_batch_\($0).bin" }
+        case (true, .test): ["test_batch.bin"]
+        case (false, .train): ["train.bin"]
+        case (false, .test): ["test.bin"]
+        }
+        let labelBytes = isTen ? 1 : 2
+        let recordSize = labelBytes + 3072
+        let classCount = isTen ? 10 : (variant == .cifar100(fine: true) ? 100 : 20)
+        var pixels: [UInt8] = [], labels: [Int32] = []
+        for name in names {
+            let path = joinPath(folder, name)
+            guard FileManager.default.fileExists(atPath: path) else {
+                throw DatasetError.missingFile(directory: folder, expected: [name])
+            }
+            guard let data = FileManager.default.contents(atPath: path) else {
+                throw DatasetError.unreadableFile(path: path, reason: "cannot open")
+            }
+            guard !data.isEmpty, data.count % recordSize == 0 else {
+                let expected = max(1, (data.count + recordSize - 1) / recordSize) * recordSize
+                throw DatasetError.sizeMismatch(path: path, expectedBytes: expected, actualBytes: data.count)
+            }
+            let records = data.count / recordSize
+            pixels.reserveCapacity(pixels.count + records * 3072)
+            try data.withUnsafeBytes { (bytes: UnsafeRawBufferPointer) in
+                for record in 0..<records {
+                    let base = record * recordSize
+                    let label = Int(bytes[base + (labelBytes == 2 && variant == .cifar100(fine: true) ? 1 : 0)])
+                    guard label < classCount else {
+                        throw DatasetError.labelOutOfRange(path: path, index: record, label: label, classCount: classCount)
+                    }
+                    labels.append(Int32(label))
+                    pixels.append(contentsOf: bytes[(base + labelBytes)..<(base + recordSize)])
+                }
+            }
+        }
+        let count = min(labels.count, limit ?? Int.max)
+        self.variant = variant
+        self.count = count
+        self.classCount = classCount
+        self.pixels = count == labels.count ? pixels : Array(pixels.prefix(count * 3072))
+        self.labels = Array(labels.prefix(count))
+        let nameFile = joinPath(folder, isTen ? "batches.meta.txt"
+                                    : (variant == .cifar100(fine: true) ? "fine_label_names.txt" : "coarse_label_names.txt"))
+        let listed = (try? String(contentsOfFile: nameFile, encoding: .utf8))?
+            .split(whereSeparator: \.isNewline).map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
+        classNames = listed?.count == classCount ? listed : nil
+    }
+}

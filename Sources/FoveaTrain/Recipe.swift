@@ -1,0 +1,41 @@
+import FoveaData
+
+/// A named, documented set of training options (`fovea train --recipe NAME`); flags given override it.
+public struct Recipe: Sendable {
+    public let name: String
+    /// One line on what it is and where it comes from.
+    public let summary: String
+    public let options: TrainingOptions
+
+    /// Every recipe.
+    public static let all: [Recipe] = [
+        Recipe(name: "lenet5-fashion-mnist", summary: "LeNet-5, 10 epochs, SGD 0.05 momentum 0.9, wd 5e-4, cosine; ≈0.906") { _ in },
+        Recipe(name: "lenet5-mnist", summary: "the same recipe on MNIST (IDX files in --data-dir or FOVEA_DATA)") {
+            $0.dataset = "mnist"
+        },
+        Recipe(name: "resnet20-cifar10",
+               summary: "He et al. 2015 §4.2: ResNet-20, SGD 0.1 momentum 0.9, wd 1e-4, batch 128, ÷10 at 32k and 48k of 64k iterations, pad-4 crop + flip") {
+            $0.model = "resnet20"
+            $0.dataset = "cifar10"
+            $0.batchSize = 128
+            $0.learningRate = 0.1
+            $0.weightDecay = 1e-4
+            // 391 iterations per epoch: 64k iterations ≈ 164 epochs, decays after 82 and 123.
+            $0.epochs = 164
+            $0.schedule = "multistep"
+            $0.milestones = [82, 123]
+            $0.stepGamma = 0.1
+            $0.scheduleUnit = "epoch"
+            $0.augmentations = [.randomCrop(padding: 4), .horizontalFlip(probability: 0.5)]
+        },
+    ]
+
+    /// The recipe called `name`.
+    public static func named(_ name: String) -> Recipe? { all.first { $0.name == name } }
+
+    init(name: String, summary: String, _ configure: (inout TrainingOptions) -> Void) {
+        var options = TrainingOptions()
+        configure(&options)
+        (self.name, self.summary, self.options) = (name, summary, options)
+    }
+}

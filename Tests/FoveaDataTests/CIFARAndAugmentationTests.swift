@@ -1,0 +1,133 @@
+import Foundation
+import FoveaData
+import FoveaTensor
+import Testing
+
+func scratchDirectory(_ name: String) throws -> String {
+    let path = NSTemporaryDirectory() + "fovea-\(name)-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
+    try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
+    return path
+}
+
+/// Writes a CIFAR binary file of `records` records; pixel values encode (record, byte) so placement can be checked.
+func writeCIFAR(_ path: String, records: Int, labelBytes: Int, label: (Int) -> [UInt8]) throws {
+    var bytes: [UInt8] = []
+    for record in 0..<records {
+        bytes += label(record)
+        bytes += (0..<3072).map { UInt8((record * 7 + $0) % 251) }
+    }
+    precondition(bytes.count == records * (labelBytes + 3072))
+    try Data(bytes).write(to: URL(fileURLWithPath: path))
+}
+
+@Suite("CIFAR binary release")
+struct CIFARTests {
+    func makeCIFAR10(_ directory: String, perBatch: Int = 3) throws {
+        for batch in 1...5 {
+            try writeCIFAR(directory + "/data_batch_\(batch).bin", records: perBatch, labelBytes: 1) { [UInt8(($0 + batch) % 10)] }
+        }
+        try writeCIFAR(directory + "/test_batch.bin", records: 4, labelBytes: 1) { [UInt8($0)] }
+        try "airplane\nautomobile\nbird\ncat\ndeer\ndog\nfrog\nhorse\nship\ntruck\n".write(
+            toFile: directory + "/batches.meta.txt", atomically: true, encoding: .utf8)
+    }
+
+    @Test("CIFAR-10 batches load in order with labels, planar RGB pixels and class names")
+    func cifar10() throws {
+        let root = try scratchDirectory("cifar10")
+        let folder = root + "/cifar-10-batches-bin"
+        try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
+        try makeCIFAR10(folder)
+        let train = try CIFARDataset(directory: root, variant: .cifar10, split: .train)
+        #expect(train.count == 15 && [train.channels, train.height, train.width] == [3, 32, 32])
+        // Record 1 of batch 2 is sample 4; its label is (1 + 2) % 10 and its first byte is (1·7) % 251.
+        #expect(train.labels[4] == 3)
+        #expect(train.pixels[4 * 3072] == 7 && train.pixels[4 * 3072 + 1024] == UInt8((7 + 1024) % 251))
+        #expect(train.classNames?[3] == "cat")
+        let test = try CIFARDataset(directory: root, variant: .cifar10, split: .test, limit: 2)
+        #expect(test.count == 2 && test.labels == [0, 1])
+    }
+
+    @Test("CIFAR-100 reads fine labels by default and coarse on request")
+    func cifar100() throws {
+        let folder = try scratchDirectory("cifar100")
+        try writeCIFAR(folder + "/train.bin", records: 5, labelBytes: 2) { [UInt8($0 % 20), UInt8(50 + $0)] }
+        try writeCIFAR(folder + "/test.bin", records: 2, labelBytes: 2) { [UInt8($0), UInt8(99 - $0)] }
+        let fine = try CIFARDataset(directory: folder, variant: .cifar100(fine: true), split: .train)
+        #expect(fine.labels == [50, 51, 52, 53, 54] && fine.classCount == 100)
+        let coarse = try CIFARDataset(directory: folder, variant: .cifar100(fine: false), split: .test)
+        #expect(coarse.labels == [0, 1] && coarse.classCount == 20)
+        #expect(fine.pixels[3072 * 2] == 14)
+    }
+
+    @Test("malformed CIFAR files are typed errors naming the file")
+    func malformed() throws {
+        let folder = try scratchDirectory("cifar-bad")
+        try makeCIFAR10(folder)
+        let path = folder + "/data_batch_3.bin"
+        let bytes = try Data(contentsOf: URL(fileURLWithPath: path))
+        try bytes.prefix(bytes.count - 10).write(to: URL(fileURLWithPath: path))
+        #expect(throws: DatasetError.sizeMismatch(path: path, expectedBytes: 3 * 3073, actualBytes: 3 * 3073 - 10)) {
+            try CIFARDataset(directory: folder, variant: .cifar10, split: .train)
+        }
+        try Data().write(to: URL(fileURLWithPath: path))
+        #expect(throws: DatasetError.self) { try CIFARDataset(directory: folder, variant: .cifar10, split: .train) }
+        try writeCIFAR(path, records: 2, labelBytes: 1) { [$0 == 1 ? 10 : 0] }
+        #expect(throws: DatasetError.labelOutOfRange(path: path, index: 1, label: 10, classCount: 10)) {
+            try CIFARDataset(directory: folder, variant: .cifar10, split: .train)
+        }
+        try FileManager.default.removeItem(atPath: path)
+        #expect(throws: DatasetError.missingFile(directory: folder, expected: ["data_batch_3.bin"])) {
+            try CIFARDataset(directory: folder, variant: .cifar10, split: .train)
+        }
+        #expect(throws: DatasetError.missingDirectory(path: folder + "/nope")) {
+            try CIFARDataset(directory: folder + "/nope", variant: .cifar10, split: .test)
+        }
+    }
+}
+
+@Suite("Augmentations")
+struct AugmentationTests {
+    let channels = 2, height = 5, width = 7
+    var image: [UInt8] { (0..<(2 * 5 * 7)).map { UInt8($0 + 1) } }
+    func pixel(_ img: [UInt8], _ c: Int, _ y: Int, _ x: Int) -> UInt8 { img[(c * height + y) * width + x] }
+
+    @Test("a crop's pixels equal the source window, zero outside the image")
+    func crop() {
+        let cropped = Augmentation.crop(image, channels: channels, height: height, width: width, top: -1, left: 2)
+        for c in 0..<channels { for y in 0..<height { for x in 0..<width {
+            let (sy, sx) = (y - 1, x + 2)
+            let expected = sy >= 0 && sy < height && sx < width ? pixel(image, c, sy, sx) : 0
+            #expect(pixel(cropped, c, y, x) == expected)
+        } } }
+        #expect(Augmentation.crop(image, channels: channels, height: height, width: width, top: 0, left: 0) == image)
+    }
+
+    @Test("a flip twice is the identity, and a flip mirrors", arguments: [true, false])
+    func flip(horizontal: Bool) {
+        let once = Augmentation.flip(image, channels: channels, height: height, width: width, horizontal: horizontal)
+        #expect(once != image)
+        #expect(pixel(once, 1, 0, 0) == (horizontal ? pixel(image, 1, 0, width - 1) : pixel(image, 1, height - 1, 0)))
+        #expect(Augmentation.flip(once, channels: channels, height: height, width: width, horizontal: horizontal) == image)
+    }
+
+    @Test("random crops cover every offset in ±padding and nothing else; flips happen about half the time")
+    func randomness() {
+        var generator = SeededGenerator(seed: 1)
+        var flipped = 0
+        for _ in 0..<400 {
+            var sample = image
+            Augmentation.horizontalFlip(probability: 0.5).apply(&sample, channels: channels, height: height, width: width,
+                                                                 generator: &generator)
+            if sample != image { flipped += 1 }
+        }
+        #expect(flipped > 150 && flipped < 250, "flipped \(flipped) of 400")
+        var seen = Set<[UInt8]>()
+        for _ in 0..<500 {
+            var sample = image
+            Augmentation.randomCrop(padding: 1).apply(&sample, channels: channels, height: height, width: width,
+                                                       generator: &generator)
+            seen.insert(sample)
+        }
+        #expect(seen.count == 9, "3 × 3 offsets, saw \(seen.count)")
+    }
+}
