@@ -18,7 +18,7 @@ let package = Package(
         .systemLibrary(name: "CDNNL", path: "Sources/CDNNL",
                        providers: [.apt(["libdnnl-dev"])]),
         .systemLibrary(name: "CImageCodecs", path: "Sources/CImageCodecs",
-                       providers: [.apt(["libjpeg62-turbo-dev", "libpng-dev", "zlib1g-dev"])]),
+                       providers: [.apt(["libjpeg62-turbo-dev", "libturbojpeg0-dev", "libpng-dev", "zlib1g-dev"])]),
         .target(name: "FoveaTensor", dependencies: ["CDNNL"]),
         .target(name: "FoveaNN", dependencies: ["FoveaTensor"]),
         .target(name: "FoveaOptim", dependencies: ["FoveaNN"]),

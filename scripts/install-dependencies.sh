@@ -2,7 +2,7 @@
 # Installs the Debian packages Fovea builds and tests on, if any is missing.
 # oneDNN (kernels), libjpeg-turbo + libpng + zlib (codecs), Fashion-MNIST (real data for the quick start and tests).
 set -euo pipefail
-packages=(libdnnl-dev libjpeg62-turbo-dev libpng-dev zlib1g-dev dataset-fashion-mnist)
+packages=(libdnnl-dev libjpeg62-turbo-dev libturbojpeg0-dev libpng-dev zlib1g-dev dataset-fashion-mnist)
 missing=()
 for package in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing+=("$package")

@@ -3,3 +3,4 @@
 #include <zlib.h>
 #include <jpeglib.h>
 #include <png.h>
+#include <turbojpeg.h>

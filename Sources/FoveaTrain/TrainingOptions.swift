@@ -67,6 +67,48 @@ public struct TrainingOptions: Codable, Equatable, Sendable {
     /// Default options (LeNet-5 on Fashion-MNIST, SGD 0.05 with momentum 0.9, cosine schedule).
     public init() {}
 
+    /// Decodes options saved by any version: keys that are missing take their default values.
+    public init(from decoder: Decoder) throws {
+        let container = try decoder.container(keyedBy: CodingKeys.self)
+        let defaults = TrainingOptions()
+        model = try container.decodeIfPresent(type(of: defaults.model), forKey: .model) ?? defaults.model
+        dataset = try container.decodeIfPresent(type(of: defaults.dataset), forKey: .dataset) ?? defaults.dataset
+        dataDirectory = try container.decodeIfPresent(String.self, forKey: .dataDirectory) ?? defaults.dataDirectory
+        epochs = try container.decodeIfPresent(type(of: defaults.epochs), forKey: .epochs) ?? defaults.epochs
+        batchSize = try container.decodeIfPresent(type(of: defaults.batchSize), forKey: .batchSize) ?? defaults.batchSize
+        optimizer = try container.decodeIfPresent(type(of: defaults.optimizer), forKey: .optimizer) ?? defaults.optimizer
+        learningRate = try container.decodeIfPresent(type(of: defaults.learningRate), forKey: .learningRate) ?? defaults.learningRate
+        momentum = try container.decodeIfPresent(type(of: defaults.momentum), forKey: .momentum) ?? defaults.momentum
+        weightDecay = try container.decodeIfPresent(type(of: defaults.weightDecay), forKey: .weightDecay) ?? defaults.weightDecay
+        nesterov = try container.decodeIfPresent(type(of: defaults.nesterov), forKey: .nesterov) ?? defaults.nesterov
+        beta1 = try container.decodeIfPresent(type(of: defaults.beta1), forKey: .beta1) ?? defaults.beta1
+        beta2 = try container.decodeIfPresent(type(of: defaults.beta2), forKey: .beta2) ?? defaults.beta2
+        epsilon = try container.decodeIfPresent(type(of: defaults.epsilon), forKey: .epsilon) ?? defaults.epsilon
+        rmspropAlpha = try container.decodeIfPresent(type(of: defaults.rmspropAlpha), forKey: .rmspropAlpha) ?? defaults.rmspropAlpha
+        rmspropTensorFlow = try container.decodeIfPresent(type(of: defaults.rmspropTensorFlow), forKey: .rmspropTensorFlow) ?? defaults.rmspropTensorFlow
+        weightDecayPolicy = try container.decodeIfPresent(type(of: defaults.weightDecayPolicy), forKey: .weightDecayPolicy) ?? defaults.weightDecayPolicy
+        clipGradientNorm = try container.decodeIfPresent(Float.self, forKey: .clipGradientNorm) ?? defaults.clipGradientNorm
+        schedule = try container.decodeIfPresent(type(of: defaults.schedule), forKey: .schedule) ?? defaults.schedule
+        scheduleUnit = try container.decodeIfPresent(type(of: defaults.scheduleUnit), forKey: .scheduleUnit) ?? defaults.scheduleUnit
+        warmupEpochs = try container.decodeIfPresent(type(of: defaults.warmupEpochs), forKey: .warmupEpochs) ?? defaults.warmupEpochs
+        stepEpochs = try container.decodeIfPresent(type(of: defaults.stepEpochs), forKey: .stepEpochs) ?? defaults.stepEpochs
+        milestones = try container.decodeIfPresent(type(of: defaults.milestones), forKey: .milestones) ?? defaults.milestones
+        stepGamma = try container.decodeIfPresent(type(of: defaults.stepGamma), forKey: .stepGamma) ?? defaults.stepGamma
+        labelSmoothing = try container.decodeIfPresent(type(of: defaults.labelSmoothing), forKey: .labelSmoothing) ?? defaults.labelSmoothing
+        seed = try container.decodeIfPresent(type(of: defaults.seed), forKey: .seed) ?? defaults.seed
+        limitTrain = try container.decodeIfPresent(Int.self, forKey: .limitTrain) ?? defaults.limitTrain
+        limitTest = try container.decodeIfPresent(Int.self, forKey: .limitTest) ?? defaults.limitTest
+        outputDirectory = try container.decodeIfPresent(String.self, forKey: .outputDirectory) ?? defaults.outputDirectory
+        emaDecay = try container.decodeIfPresent(Float.self, forKey: .emaDecay) ?? defaults.emaDecay
+        earlyStoppingPatience = try container.decodeIfPresent(Int.self, forKey: .earlyStoppingPatience) ?? defaults.earlyStoppingPatience
+        monitor = try container.decodeIfPresent(type(of: defaults.monitor), forKey: .monitor) ?? defaults.monitor
+        tensorboardDirectory = try container.decodeIfPresent(String.self, forKey: .tensorboardDirectory) ?? defaults.tensorboardDirectory
+        augmentations = try container.decodeIfPresent(type(of: defaults.augmentations), forKey: .augmentations) ?? defaults.augmentations
+        accumulationSteps = try container.decodeIfPresent(type(of: defaults.accumulationSteps), forKey: .accumulationSteps) ?? defaults.accumulationSteps
+        checkpointEvery = try container.decodeIfPresent(Int.self, forKey: .checkpointEvery) ?? defaults.checkpointEvery
+        evaluationBatchSize = try container.decodeIfPresent(type(of: defaults.evaluationBatchSize), forKey: .evaluationBatchSize) ?? defaults.evaluationBatchSize
+    }
+
     enum CodingKeys: String, CodingKey {
         case model, dataset, epochs, optimizer, nesterov, schedule, seed
         case dataDirectory = "data_dir", batchSize = "batch_size", learningRate = "lr", momentum, weightDecay = "weight_decay"

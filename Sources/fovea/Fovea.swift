@@ -13,7 +13,7 @@ struct Fovea: ParsableCommand {
             Exit codes: 0 ok, 64 usage, 65 bad data or model file, 1 anything else.
             Fashion-MNIST is read from /usr/share/datasets/fashion-mnist unless --data-dir or FOVEA_DATA says otherwise.
             """,
-        subcommands: [Train.self, Evaluate.self, Models.self, Bench.self])
+        subcommands: [Train.self, Evaluate.self, Predict.self, Models.self, Bench.self])
 }
 
 /// Runs `body`, turning library errors into a message on stderr and the exit code of the CLI contract.
@@ -21,6 +21,8 @@ func runReportingErrors(_ body: () throws -> Void) throws {
     do {
         try body()
     } catch let error as DatasetError {
+        fail(error.description, code: 65)
+    } catch let error as ImageError {
         fail(error.description, code: 65)
     } catch let error as SafeTensorsError {
         fail(error.description, code: 65)

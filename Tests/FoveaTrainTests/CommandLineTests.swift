@@ -1,7 +1,7 @@
 import Foundation
 import FoveaData
 import FoveaTensor
-import FoveaTrain
+@testable import FoveaTrain
 import Testing
 
 /// The `fovea` binary built next to the tests (`swift build --build-tests` builds it).
@@ -179,6 +179,35 @@ struct CommandLineTests {
         #expect((report?["accuracy"] as? Double ?? 0) > 0.9)
         #expect(try runFovea(["train", "--recipe", "no-such-recipe"]).status == 64)
         #expect(Recipe.named("resnet20-cifar10")?.options.milestones == [82, 123])
+    }
+
+    @Test("predict prints the right class for images saved from the test split, and rejects bad images")
+    func predict() throws {
+        let data = try temporaryDirectory("predict-data"), output = try temporaryDirectory("predict-run")
+        try writeSyntheticMNIST(to: data)
+        #expect(try runFovea(["train", "--dataset", "mnist", "--data-dir", data, "--epochs", "3", "--batch-size", "32",
+                              "--output", output, "--quiet"]).status == 0)
+        let test = try IDXDataset(directory: data, split: .test)
+        var paths: [String] = []
+        for index in 0..<4 {
+            let path = output + "/sample\(index).png"
+            let pixels = Array(test.pixels[(index * 784)..<((index + 1) * 784)])
+            try Data(PNGEncoder.encode(pixels: pixels, channels: 1, height: 28, width: 28)).write(to: URL(fileURLWithPath: path))
+            paths.append(path)
+        }
+        let run = try runFovea(["predict", "--weights", output + "/model.safetensors", "--top-k", "2", "--json"] + paths)
+        #expect(run.status == 0, "\(run.error)")
+        let lines = run.output.split(separator: "\n")
+        #expect(lines.count == 4)
+        for (index, line) in lines.enumerated() {
+            let object = try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any]
+            let top = object?["top"] as? [[String: Any]]
+            #expect(top?.count == 2)
+            #expect(top?.first?["index"] as? Int == Int(test.labels[index]), "sample \(index)")
+        }
+        try Data("not an image".utf8).write(to: URL(fileURLWithPath: output + "/fake.png"))
+        let bad = try runFovea(["predict", "--weights", output + "/model.safetensors", output + "/fake.png"])
+        #expect(bad.status == 65 && bad.error.contains("fake.png"))
     }
 
     @Test("bad data ends with exit code 65 and names the file")
