@@ -13,7 +13,7 @@ struct Fovea: ParsableCommand {
             Exit codes: 0 ok, 64 usage, 65 bad data or model file, 1 anything else.
             Fashion-MNIST is read from /usr/share/datasets/fashion-mnist unless --data-dir or FOVEA_DATA says otherwise.
             """,
-        subcommands: [Train.self, Evaluate.self, Predict.self, Models.self, Bench.self])
+        subcommands: [Train.self, Evaluate.self, Predict.self, Models.self, Datasets.self, Bench.self])
 }
 
 /// Runs `body`, turning library errors into a message on stderr and the exit code of the CLI contract.
