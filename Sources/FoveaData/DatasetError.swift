@@ -33,6 +33,10 @@ public enum DatasetError: Error, CustomStringConvertible, Equatable, Sendable {
     case invalidParameter(name: String, value: Int, reason: String)
     /// No dataset of this name is known; `known` lists the names that are.
     case unknownDataset(name: String, known: [String])
+    /// A folder that must hold something (class folders, images) holds nothing usable.
+    case emptyFolder(path: String, what: String)
+    /// One sample of a dataset could not be loaded (e.g. a damaged image), with its index.
+    case badSample(index: Int, path: String, reason: String)
 
     /// One sentence saying what is wrong and where.
     public var description: String {
@@ -70,6 +74,10 @@ public enum DatasetError: Error, CustomStringConvertible, Equatable, Sendable {
             return "Gzip file '\(path)' cannot be decompressed: \(reason)."
         case let .invalidParameter(name, value, reason):
             return "Invalid \(name) \(value): \(reason)."
+        case let .emptyFolder(path, what):
+            return "Folder '\(path)' has no \(what)."
+        case let .badSample(index, path, reason):
+            return "Sample \(index) ('\(path)') cannot be loaded: \(reason)"
         case let .unknownDataset(name, known):
             return "Unknown dataset '\(name)'; known datasets are \(known.joined(separator: ", "))."
         }

@@ -199,6 +199,11 @@ public struct DatasetInfo: Sendable, Equatable {
     /// The number of classes.
     public var classCount: Int { classNames.count }
 
+    /// An ImageNet-style folder with its class names and RGB images brought to size×size.
+    public static func imageFolder(classNames: [String], size: Int) -> DatasetInfo {
+        DatasetInfo(name: "imagefolder", classNames: classNames, defaultDirectory: "", channels: 3, height: size, width: size)
+    }
+
     /// The same dataset with the class names a release file provides.
     public func renamingClasses(_ names: [String]) -> DatasetInfo {
         DatasetInfo(name: name, classNames: names, defaultDirectory: defaultDirectory, channels: channels, height: height,
@@ -237,8 +242,9 @@ public struct DatasetInfo: Sendable, Equatable {
     /// The dataset called `name` (case-insensitive).
     /// - Throws: `DatasetError.unknownDataset` listing the known names.
     public static func named(_ name: String) throws -> DatasetInfo {
+        if name.lowercased() == "imagefolder" { return imageFolder(classNames: [], size: 224) }
         guard let info = known.first(where: { $0.name == name.lowercased() }) else {
-            throw DatasetError.unknownDataset(name: name, known: known.map(\.name))
+            throw DatasetError.unknownDataset(name: name, known: known.map(\.name) + ["imagefolder"])
         }
         return info
     }

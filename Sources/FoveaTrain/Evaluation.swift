@@ -35,7 +35,7 @@ public final class MistakeCollector {
 }
 
 public func evaluate(model: Layer, on data: ImageClassificationSet, batchSize: Int, split: String,
-                     mistakes: MistakeCollector? = nil) throws -> ClassificationReport {
+                     mistakes: MistakeCollector? = nil, workers: Int = 0) throws -> ClassificationReport {
     model.eval()
     defer { model.train() }
     let classCount = data.info.classCount
@@ -43,10 +43,13 @@ public func evaluate(model: Layer, on data: ImageClassificationSet, batchSize: I
     var top5 = TopKAccuracy(k: min(5, classCount))
     var lossSum = 0.0
     let indices = Array(0..<data.count)
+    let stream = data.loader(batchSize: batchSize, workers: workers, train: false).batches(order: indices, epoch: 0)
+    defer { stream.stop() }
     try Autodiff.withoutRecording {
-        for start in stride(from: 0, to: indices.count, by: batchSize) {
-            let slice = indices[start..<min(start + batchSize, indices.count)]
-            let (images, labels) = data.batch(slice)
+        var start = 0
+        while let (images, labels) = try stream.next() {
+            let slice = indices[start..<(start + labels.count)]
+            start += labels.count
             let logits = try model(images)
             guard logits.shape == [slice.count, classCount] else {
                 throw TensorError.shapeMismatch(operation: "evaluate", expected: "logits (\(slice.count), \(classCount))",

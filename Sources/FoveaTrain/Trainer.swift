@@ -38,23 +38,31 @@ public struct TrainingResult {
     public var files: [String]
 }
 
-/// A labelled image set with its normalisation and training-time augmentations, ready to be cut into batches.
-public struct ImageClassificationSet {
-    /// The images and labels.
-    public let images: any LabeledImages
+/// A labelled image set with its normalisation and training-time augmentations, ready to be cut into batches:
+/// in-memory byte images (MNIST family, CIFAR) or an image folder decoded on demand.
+public struct ImageClassificationSet: Sendable {
+    /// Where the samples come from.
+    public enum Source: Sendable {
+        case memory(any LabeledImages)
+        /// Image files with the transforms that bring each to `shape` (C, H, W).
+        case folder(ImageFolder, transforms: [ImageTransform], shape: [Int])
+    }
+
+    public private(set) var source: Source
     /// Name and class names of the dataset.
     public let info: DatasetInfo
     /// Per-channel normalisation of pixels scaled to [0, 1]: (p/255 − mean) / std.
     public let mean: [Float]
     public let std: [Float]
-    /// Applied in order to every sample of a training batch (never in evaluation).
+    /// Byte-level augmentations applied to in-memory training samples (never in evaluation).
     public var augmentations: [Augmentation] = []
     /// Seeds each sample's augmentation generator together with (epoch, index).
     public var seed: UInt64 = 0
 
-    /// Wraps images with per-channel normalisation.
+    /// Wraps in-memory images with per-channel normalisation.
     public init(images: any LabeledImages, info: DatasetInfo, mean: [Float], std: [Float]) {
-        (self.images, self.info, self.mean, self.std) = (images, info, mean, std)
+        (self.source, self.info, self.mean, self.std) = (.memory(images), info, mean, std)
+        normalisationTables = Self.tables(channels: images.channels, mean: mean, std: std)
     }
 
     /// Wraps a grey dataset with one mean and standard deviation.
@@ -62,38 +70,133 @@ public struct ImageClassificationSet {
         self.init(images: dataset, info: info, mean: [mean], std: [std])
     }
 
-    /// Number of samples.
-    public var count: Int { images.count }
-    /// Sample shape (C, H, W).
-    public var sampleShape: [Int] { [images.channels, images.height, images.width] }
+    /// Wraps an image folder whose images `transforms` bring to `shape`.
+    public init(folder: ImageFolder, transforms: [ImageTransform], shape: [Int], info: DatasetInfo, mean: [Float], std: [Float]) {
+        (self.source, self.info, self.mean, self.std) = (.folder(folder, transforms: transforms, shape: shape), info, mean, std)
+        normalisationTables = Self.tables(channels: shape[0], mean: mean, std: std)
+    }
 
-    /// The batch of samples at `indices` as an (N, C, H, W) tensor and labels. With `epoch`, the augmentations
-    /// run, each sample drawing from `SeededGenerator(seed: seed, stream: epoch, index)`.
-    public func batch(_ indices: ArraySlice<Int>, epoch: Int? = nil) -> (Tensor, [Int32]) {
-        let (channels, plane) = (images.channels, images.height * images.width)
-        let size = images.sampleSize
-        let tensor = Tensor.zeros([indices.count] + sampleShape)
-        let output = tensor.storage.pointer
-        var labels = [Int32](repeating: 0, count: indices.count)
-        let tables = (0..<channels).map { c in (0..<256).map { (Float($0) / 255 - mean[min(c, mean.count - 1)]) / std[min(c, std.count - 1)] } }
-        images.pixels.withUnsafeBufferPointer { pixels in
-            for (slot, index) in indices.enumerated() {
-                labels[slot] = images.labels[index]
-                var sample = Array(pixels[(index * size)..<((index + 1) * size)])
-                if let epoch, !augmentations.isEmpty {
-                    var generator = SeededGenerator(seed: seed, stream: UInt64(epoch), UInt64(index))
-                    for augmentation in augmentations {
-                        augmentation.apply(&sample, channels: channels, height: images.height, width: images.width,
-                                           generator: &generator)
-                    }
-                }
-                for c in 0..<channels {
-                    let table = tables[c]
-                    for i in 0..<plane { output[slot * size + c * plane + i] = table[Int(sample[c * plane + i])] }
+    /// Number of samples.
+    public var count: Int {
+        switch source {
+        case let .memory(images): return images.count
+        case let .folder(folder, _, _): return folder.count
+        }
+    }
+
+    /// The evaluation preprocessing of image folders: shorter side to size·256/224, centre crop.
+    public static func evaluationTransforms(size: Int) -> [ImageTransform] {
+        [.resizeShorterSide(size: size * 256 / 224), .centerCrop(size: size)]
+    }
+
+    /// The same set restricted to its first `count` samples.
+    public func prefix(_ count: Int) -> ImageClassificationSet {
+        var copy = self
+        switch source {
+        case .memory: return self
+        case let .folder(folder, transforms, shape):
+            copy.source = .folder(folder.prefix(count), transforms: transforms, shape: shape)
+        }
+        return copy
+    }
+
+    /// True for image folders (decoded from disk).
+    public var isFolder: Bool { if case .folder = source { return true } else { return false } }
+
+    /// Sample shape (C, H, W).
+    public var sampleShape: [Int] {
+        switch source {
+        case let .memory(images): return [images.channels, images.height, images.width]
+        case let .folder(_, _, shape): return shape
+        }
+    }
+
+    /// The order of `epoch`: a Fisher–Yates shuffle from (seed, epoch), or identity.
+    public func order(epoch: Int, seed: UInt64, shuffle: Bool) -> [Int] {
+        var order = Array(0..<count)
+        guard shuffle, count > 1 else { return order }
+        var generator = SeededGenerator(seed: seed, stream: UInt64(truncatingIfNeeded: epoch))
+        for last in stride(from: count - 1, to: 0, by: -1) {
+            order.swapAt(last, uniformIndex(below: UInt64(last + 1), using: &generator))
+        }
+        return order
+    }
+
+    /// The bytes (C×H×W) and label of sample `index`; with `epoch`, after its random augmentation.
+    public func sampleBytes(_ index: Int, epoch: Int?) throws -> (DecodedImage, Int32) {
+        var generator = SeededGenerator(seed: seed, stream: UInt64(epoch ?? 0), UInt64(index))
+        switch source {
+        case let .memory(images):
+            let size = images.sampleSize
+            var sample = Array(images.pixels[(index * size)..<((index + 1) * size)])
+            if epoch != nil {
+                for augmentation in augmentations {
+                    augmentation.apply(&sample, channels: images.channels, height: images.height, width: images.width,
+                                       generator: &generator)
                 }
             }
+            return (DecodedImage(channels: images.channels, height: images.height, width: images.width, pixels: sample),
+                    images.labels[index])
+        case let .folder(folder, transforms, shape):
+            let (path, label) = folder.samples[index]
+            var image: DecodedImage
+            do { image = try ImageDecoder.decode(path: path, channels: shape[0]) } catch {
+                throw DatasetError.badSample(index: index, path: path, reason: "\(error)")
+            }
+            for transform in transforms where epoch != nil || !transform.isRandom { image = transform.apply(image, generator: &generator) }
+            if image.height != shape[1] || image.width != shape[2] { image = Resize.bilinear(image, height: shape[1], width: shape[2]) }
+            return (image, label)
         }
-        return (tensor, labels)
+    }
+
+    /// Writes sample `index` normalised as C×H×W floats to `destination` and returns its label.
+    /// In-memory samples without augmentation are read straight from the byte buffer.
+    public func sample(_ index: Int, epoch: Int?, into destination: UnsafeMutablePointer<Float>) throws -> Int32 {
+        if case let .memory(images) = source, epoch == nil || augmentations.isEmpty {
+            let size = images.sampleSize, plane = images.height * images.width
+            images.pixels.withUnsafeBufferPointer { pixels in
+                let base = pixels.baseAddress! + index * size
+                for c in 0..<images.channels {
+                    let table = normalisationTables[c]
+                    for i in 0..<plane { destination[c * plane + i] = table[Int(base[c * plane + i])] }
+                }
+            }
+            return images.labels[index]
+        }
+        let (image, label) = try sampleBytes(index, epoch: epoch)
+        let plane = image.height * image.width
+        for c in 0..<image.channels {
+            let table = normalisationTables[c]
+            for i in 0..<plane { destination[c * plane + i] = table[Int(image.pixels[c * plane + i])] }
+        }
+        return label
+    }
+
+    /// Per channel: the normalised value of each byte, (p/255 − mean)/std.
+    let normalisationTables: [[Float]]
+
+    static func tables(channels: Int, mean: [Float], std: [Float]) -> [[Float]] {
+        (0..<channels).map { c in
+            let (m, s) = (mean[min(c, mean.count - 1)], std[min(c, std.count - 1)])
+            return (0..<256).map { (Float($0) / 255 - m) / s }
+        }
+    }
+
+    /// A loader over this set: training batches are augmented (`train`), evaluation batches are not.
+    public func loader(batchSize: Int, workers: Int, train: Bool) -> DataLoader {
+        let set = self
+        return DataLoader(sampleShape: sampleShape, batchSize: batchSize, workers: workers) { index, epoch, destination in
+            try set.sample(index, epoch: train ? epoch : nil, into: destination)
+        }
+    }
+
+    /// The batch of samples at `indices` (no augmentation), for quick use outside a loader.
+    public func batch(_ indices: ArraySlice<Int>) throws -> (Tensor, [Int32]) {
+        let set = self
+        let loader = DataLoader(sampleShape: sampleShape, batchSize: indices.count, workers: 0) { index, _, destination in
+            try set.sample(index, epoch: nil, into: destination)
+        }
+        return try loader.batches(order: Array(indices), epoch: 0).next() ?? (Tensor.zeros([0] + sampleShape), [])
     }
 }
 
@@ -121,6 +224,7 @@ public final class Trainer {
 
     /// Loads the training and test splits and their normalisation (per-channel mean/std of the full training split).
     public func loadData() throws -> (train: ImageClassificationSet, test: ImageClassificationSet) {
+        if options.dataset == "imagefolder" { return try loadImageFolders() }
         var info = try DatasetInfo.named(options.dataset)
         let directory = info.resolveDirectory(dataDirectory: options.dataDirectory)
         func load(_ split: IDXDataset.Split, _ limit: Int?) throws -> any LabeledImages {
@@ -136,6 +240,31 @@ public final class Trainer {
         trainSet.augmentations = options.augmentations
         trainSet.seed = options.seed
         return (trainSet, ImageClassificationSet(images: test, info: info, mean: mean, std: std))
+    }
+
+    /// ImageNet-style `train/` and `val/` folders (or `--val-dir`): random-resized crops and flips for training,
+    /// shorter side to size·256/224 and a centre crop for evaluation, ImageNet's mean and standard deviation.
+    func loadImageFolders() throws -> (train: ImageClassificationSet, test: ImageClassificationSet) {
+        guard let root = options.dataDirectory else {
+            throw TrainingError.invalidOption("--dataset imagefolder needs --data-dir DIR with DIR/train and DIR/val")
+        }
+        let train = try ImageFolder(root: (root as NSString).appendingPathComponent("train"))
+        let validation = try ImageFolder(root: options.validationDirectory ?? (root as NSString).appendingPathComponent("val"))
+        guard train.classNames == validation.classNames else {
+            throw DatasetError.unexpectedShape(path: validation.root, expected: "the classes of \(train.root): \(train.classNames)",
+                                               found: [validation.classNames.count])
+        }
+        let size = options.imageSize
+        let info = DatasetInfo.imageFolder(classNames: train.classNames, size: size)
+        let (mean, std): ([Float], [Float]) = ([0.485, 0.456, 0.406], [0.229, 0.224, 0.225])
+        var trainSet = ImageClassificationSet(folder: train, transforms: [
+            .randomResizedCrop(size: size, scale: 0.08...1, ratio: (3.0 / 4)...(4.0 / 3)), .horizontalFlip(probability: 0.5),
+        ], shape: [3, size, size], info: info, mean: mean, std: std)
+        trainSet.seed = options.seed
+        let testSet = ImageClassificationSet(folder: validation, transforms: ImageClassificationSet.evaluationTransforms(size: size),
+                                             shape: [3, size, size], info: info, mean: mean, std: std)
+        let limited = { (set: ImageClassificationSet, limit: Int?) in limit.map { set.prefix($0) } ?? set }
+        return (limited(trainSet, options.limitTrain), limited(testSet, options.limitTest))
     }
 
     /// For tests of crash recovery: the process sends itself SIGKILL right after this optimizer step.
@@ -173,6 +302,8 @@ public final class Trainer {
         }
 
         let batchesPerEpoch = (train.count + options.batchSize - 1) / options.batchSize
+        let workers = options.workers ?? (train.isFolder ? 2 : 0)
+        let trainLoader = train.loader(batchSize: options.batchSize, workers: workers, train: true)
         let updatesPerEpoch = (batchesPerEpoch + options.accumulationSteps - 1) / options.accumulationSteps
         let schedule = options.learningRateSchedule(stepsPerEpoch: updatesPerEpoch)
         var lastReport: ClassificationReport?
@@ -180,21 +311,22 @@ public final class Trainer {
         while state.epoch <= options.epochs && !state.stoppedEarly {
             let epoch = state.epoch
             model.train()
-            let order = train.images.batchOrder(epoch: epoch, seed: options.seed, shuffle: true)
+            let order = train.order(epoch: epoch, seed: options.seed, shuffle: true)
             let start = Date()
             var learningRate = optimizer.learningRate
-            let batchStarts = Array(stride(from: 0, to: order.count, by: options.batchSize))
-            while state.batch < batchStarts.count {
-                let batchStart = batchStarts[state.batch]
-                let indices = order[batchStart..<min(batchStart + options.batchSize, order.count)]
-                let (images, labels) = train.batch(indices, epoch: epoch)
+            let batchCount = (order.count + options.batchSize - 1) / options.batchSize
+            let stream = trainLoader.batches(order: order, epoch: epoch, startBatch: state.batch)
+            defer { stream.stop() }
+            while let (images, labels) = try stream.next() {
+                let batchStart = state.batch * options.batchSize
+                let indices = order[batchStart..<(batchStart + labels.count)]
                 let update = (epoch - 1) * updatesPerEpoch + state.batch / options.accumulationSteps
                 let scheduleStep = options.scheduleUnit == "epoch" ? epoch - 1 : update
                 learningRate = schedule.learningRate(base: options.learningRate, step: scheduleStep)
                 optimizer.learningRate = learningRate
                 // The last group of an epoch may be shorter than --accumulate.
                 let group = state.batch / options.accumulationSteps * options.accumulationSteps
-                let groupSize = min(options.accumulationSteps, batchStarts.count - group)
+                let groupSize = min(options.accumulationSteps, batchCount - group)
                 let (loss, hits) = try trainStep(model: model, optimizer: optimizer, images: images, labels: labels,
                                                  labelSmoothing: options.labelSmoothing,
                                                  clipGradientNorm: options.clipGradientNorm,
@@ -208,7 +340,7 @@ public final class Trainer {
                 progress.step(epoch: epoch, of: options.epochs, done: done, total: order.count,
                               loss: state.lossSum / Double(done), accuracy: Double(state.correct) / Double(done), started: start)
                 // Only between accumulation groups: partial gradient sums are not part of a checkpoint.
-                if let every = options.checkpointEvery, state.step % every == 0, state.batch < batchStarts.count,
+                if let every = options.checkpointEvery, state.step % every == 0, state.batch < batchCount,
                    state.batch % options.accumulationSteps == 0 {
                     try saveCheckpoint(Self.lastCheckpointName)
                 }
@@ -217,7 +349,7 @@ public final class Trainer {
             let seconds = Date().timeIntervalSince(start)
             let collector = MistakeCollector(limit: 24)
             let report = try evaluate(model: model, on: test, batchSize: options.evaluationBatchSize, split: "test",
-                                      mistakes: collector)
+                                      mistakes: collector, workers: workers)
             lastReport = report
             lastMistakes = collector.mistakes
             let averagedReport = try average?.withAveragedWeights(in: model) {
@@ -261,12 +393,12 @@ public final class Trainer {
             files.append(output.file("metrics.jsonl"))
             files.append(output.file("metrics.csv"))
             files.append(try output.writeReport(report))
-            let sampleSize = test.images.sampleSize
+            let thumbnails = try lastMistakes.map { mistake in
+                let (image, _) = try test.sampleBytes(mistake.index, epoch: nil)
+                return (mistake, image.pixels, [image.channels, image.height, image.width])
+            }
             let html = HTMLReport(title: "\(options.model) on \(options.dataset)", history: state.history, report: report,
-                                  mistakes: lastMistakes.map { mistake in
-                                      (mistake, Array(test.images.pixels[(mistake.index * sampleSize)..<((mistake.index + 1) * sampleSize)]),
-                                       test.sampleShape)
-                                  })
+                                  mistakes: thumbnails)
             try writeAtomically(Data(html.render().utf8), to: output.file("report.html"))
             files.append(output.file("report.html"))
             let sidecar = ModelSidecar(architecture: options.model, classes: train.info.classNames,

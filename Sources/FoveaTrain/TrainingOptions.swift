@@ -61,6 +61,11 @@ public struct TrainingOptions: Codable, Equatable, Sendable {
     public var accumulationSteps = 1
     /// Also write the last checkpoint every N optimizer steps (it is always written at epoch ends).
     public var checkpointEvery: Int?
+    /// Image folders: side of the square input and the validation folder (default DIR/val).
+    public var imageSize = 224
+    public var validationDirectory: String?
+    /// Data-loading worker threads; nil picks 0 for in-memory datasets and 2 for image folders.
+    public var workers: Int?
     /// Batch size for evaluation passes.
     public var evaluationBatchSize = 1000
 
@@ -106,6 +111,9 @@ public struct TrainingOptions: Codable, Equatable, Sendable {
         augmentations = try container.decodeIfPresent(type(of: defaults.augmentations), forKey: .augmentations) ?? defaults.augmentations
         accumulationSteps = try container.decodeIfPresent(type(of: defaults.accumulationSteps), forKey: .accumulationSteps) ?? defaults.accumulationSteps
         checkpointEvery = try container.decodeIfPresent(Int.self, forKey: .checkpointEvery) ?? defaults.checkpointEvery
+        workers = try container.decodeIfPresent(Int.self, forKey: .workers) ?? defaults.workers
+        imageSize = try container.decodeIfPresent(Int.self, forKey: .imageSize) ?? defaults.imageSize
+        validationDirectory = try container.decodeIfPresent(String.self, forKey: .validationDirectory) ?? defaults.validationDirectory
         evaluationBatchSize = try container.decodeIfPresent(type(of: defaults.evaluationBatchSize), forKey: .evaluationBatchSize) ?? defaults.evaluationBatchSize
     }
 
@@ -118,7 +126,8 @@ public struct TrainingOptions: Codable, Equatable, Sendable {
         case warmupEpochs = "warmup_epochs"
         case limitTrain = "limit_train", limitTest = "limit_test", outputDirectory = "output"
         case evaluationBatchSize = "eval_batch_size", checkpointEvery = "checkpoint_every", monitor
-        case augmentations = "augment", accumulationSteps = "accumulate", tensorboardDirectory = "tensorboard", emaDecay = "ema_decay", earlyStoppingPatience = "early_stopping_patience"
+        case imageSize = "image_size", validationDirectory = "val_dir"
+        case workers, augmentations = "augment", accumulationSteps = "accumulate", tensorboardDirectory = "tensorboard", emaDecay = "ema_decay", earlyStoppingPatience = "early_stopping_patience"
     }
 
     /// Checks ranges; returns the first problem in words, or nil.
@@ -150,6 +159,8 @@ public struct TrainingOptions: Codable, Equatable, Sendable {
         if let limitTrain, limitTrain < 1 { return "--limit-train must be at least 1" }
         if let limitTest, limitTest < 1 { return "--limit-test must be at least 1" }
         if let checkpointEvery, checkpointEvery < 1 { return "--checkpoint-every must be at least 1" }
+        if imageSize < 8 { return "--image-size must be at least 8" }
+        if let workers, workers < 0 || workers > 64 { return "--workers must be in 0…64" }
         if accumulationSteps < 1 { return "--accumulate must be at least 1" }
         if let emaDecay, !(0..<1).contains(emaDecay) { return "--ema-decay must be in [0, 1)" }
         if let earlyStoppingPatience, earlyStoppingPatience < 1 { return "--early-stopping must be at least 1" }

@@ -22,18 +22,32 @@ struct Evaluate: ParsableCommand {
             }
             guard batchSize > 0 else { throw TrainingError.invalidOption("--batch-size must be at least 1") }
             let (model, sidecar) = try ModelFile.load(weights)
-            var info = try DatasetInfo.named(dataset)
-            guard info.classCount == sidecar.classes.count else {
-                throw TrainingError.badModelFile(path: weights, reason:
-                    "the model has \(sidecar.classes.count) classes, dataset \(info.name) has \(info.classCount)")
+            let set: ImageClassificationSet
+            if dataset == "imagefolder" {
+                guard let dataDir else { throw TrainingError.invalidOption("--dataset imagefolder needs --data-dir") }
+                let validation = (dataDir as NSString).appendingPathComponent(split == "train" ? "train" : "val")
+                let folder = try ImageFolder(root: FileManager.default.fileExists(atPath: validation) ? validation : dataDir)
+                guard folder.classNames == sidecar.classes else {
+                    throw TrainingError.badModelFile(path: weights, reason: "the model's classes differ from the folders in \(folder.root)")
+                }
+                let size = sidecar.inputShape.last ?? 224
+                set = ImageClassificationSet(folder: folder, transforms: ImageClassificationSet.evaluationTransforms(size: size),
+                                             shape: sidecar.inputShape, info: .imageFolder(classNames: folder.classNames, size: size),
+                                             mean: sidecar.mean, std: sidecar.std)
+            } else {
+                var info = try DatasetInfo.named(dataset)
+                guard info.classCount == sidecar.classes.count else {
+                    throw TrainingError.badModelFile(path: weights, reason:
+                        "the model has \(sidecar.classes.count) classes, dataset \(info.name) has \(info.classCount)")
+                }
+                let data = try loadImages(info, directory: info.resolveDirectory(dataDirectory: dataDir), split: which)
+                guard [data.channels, data.height, data.width] == sidecar.inputShape else {
+                    throw TrainingError.badModelFile(path: weights, reason:
+                        "the model takes \(sidecar.inputShape) images, \(info.name) has \([data.channels, data.height, data.width])")
+                }
+                if sidecar.classes.count == info.classCount { info = info.renamingClasses(sidecar.classes) }
+                set = ImageClassificationSet(images: data, info: info, mean: sidecar.mean, std: sidecar.std)
             }
-            let data = try loadImages(info, directory: info.resolveDirectory(dataDirectory: dataDir), split: which)
-            guard [data.channels, data.height, data.width] == sidecar.inputShape else {
-                throw TrainingError.badModelFile(path: weights, reason:
-                    "the model takes \(sidecar.inputShape) images, \(info.name) has \([data.channels, data.height, data.width])")
-            }
-            if sidecar.classes.count == info.classCount { info = info.renamingClasses(sidecar.classes) }
-            let set = ImageClassificationSet(images: data, info: info, mean: sidecar.mean, std: sidecar.std)
             let report = try evaluate(model: model, on: set, batchSize: batchSize, split: split)
             if let output { try report.jsonData().write(to: URL(fileURLWithPath: output), options: .atomic) }
             if json { printJSON(try report.jsonData()) } else { print(report.textSummary()) }

@@ -21,7 +21,7 @@ struct Train: ParsableCommand {
 
     @Option(help: "A named set of options (see above); flags given override it.") var recipe: String?
     @Option(help: "Architecture name (see `fovea models`).") var model: String?
-    @Option(help: "Dataset: mnist, fashion-mnist, cifar10 or cifar100.") var dataset: String?
+    @Option(help: "Dataset: mnist, fashion-mnist, cifar10, cifar100 or imagefolder (DIR/train, DIR/val).") var dataset: String?
     @Option(name: .customLong("data-dir"), help: "Folder holding the dataset's files.") var dataDir: String?
     @Option(help: "Number of passes over the training set.") var epochs: Int?
     @Option(name: .customLong("batch-size"), help: "Training mini-batch size.") var batchSize: Int?
@@ -51,6 +51,9 @@ struct Train: ParsableCommand {
     var milestones: [Int] = []
     @Option(help: "Decay factor for step and multistep; per-epoch factor for exponential.") var gamma: Float?
     @Option(name: .customLong("label-smoothing"), help: "Label smoothing ε for the cross-entropy loss.") var labelSmoothing: Float?
+    @Option(name: .customLong("val-dir"), help: "Image folders: validation folder (default DIR/val).") var valDir: String?
+    @Option(name: .customLong("image-size"), help: "Image folders: side of the square input (default 224).") var imageSize: Int?
+    @Option(help: "Data-loading threads (default: 0 for in-memory datasets, 2 for image folders).") var workers: Int?
     @Option(name: .customLong("random-crop"), help: "Augment: zero-pad by N pixels and crop back at a random place.")
     var randomCrop: Int?
     @Flag(name: .customLong("horizontal-flip"), help: "Augment: mirror left–right with probability 0.5.") var horizontalFlip = false
@@ -90,6 +93,9 @@ struct Train: ParsableCommand {
         set(scheduleUnit, \.scheduleUnit); set(warmupEpochs, \.warmupEpochs); set(stepEpochs, \.stepEpochs)
         set(gamma, \.stepGamma); set(labelSmoothing, \.labelSmoothing); set(monitor, \.monitor); set(seed, \.seed)
         if dataDir != nil { o.dataDirectory = dataDir }
+        if valDir != nil { o.validationDirectory = valDir }
+        if workers != nil { o.workers = workers }
+        set(imageSize, \.imageSize)
         if clipGradNorm != nil { o.clipGradientNorm = clipGradNorm }
         if emaDecay != nil { o.emaDecay = emaDecay }
         if earlyStopping != nil { o.earlyStoppingPatience = earlyStopping }

@@ -210,6 +210,37 @@ struct CommandLineTests {
         #expect(bad.status == 65 && bad.error.contains("fake.png"))
     }
 
+    @Test("an image folder trains end to end, streaming from disk with worker threads")
+    func imageFolder() throws {
+        let root = try temporaryDirectory("imagefolder"), output = try temporaryDirectory("imagefolder-run")
+        for split in ["train", "val"] {
+            for (label, name) in ["dark", "light"].enumerated() {
+                let folder = root + "/\(split)/\(name)"
+                try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
+                for n in 0..<(split == "train" ? 40 : 10) {
+                    let value = UInt8(label == 0 ? 20 + n : 200 + n)
+                    let pixels = [UInt8](repeating: value, count: 3 * 40 * 40)
+                    try Data(PNGEncoder.encode(pixels: pixels, channels: 3, height: 40, width: 40))
+                        .write(to: URL(fileURLWithPath: folder + "/\(n).png"))
+                }
+            }
+        }
+        let run = try runFovea(["train", "--dataset", "imagefolder", "--data-dir", root, "--image-size", "28", "--epochs", "3",
+                                "--batch-size", "16", "--optimizer", "adam", "--lr", "0.003", "--output", output, "--json", "--quiet"])
+        #expect(run.status == 0, "\(run.error)")
+        let report = try JSONSerialization.jsonObject(with: Data(run.output.utf8)) as? [String: Any]
+        #expect(report?["classes"] as? [String] == ["dark", "light"])
+        #expect((report?["accuracy"] as? Double ?? 0) >= 0.9)
+        let evaluation = try runFovea(["evaluate", "--weights", output + "/model.safetensors", "--dataset", "imagefolder",
+                                       "--data-dir", root, "--json"])
+        #expect(evaluation.status == 0, "\(evaluation.error)")
+        // A damaged image stops training with its path, not a hang or a crash.
+        try Data("garbage".utf8).write(to: URL(fileURLWithPath: root + "/train/dark/zz.png"))
+        let bad = try runFovea(["train", "--dataset", "imagefolder", "--data-dir", root, "--image-size", "28", "--epochs", "1",
+                                "--quiet"])
+        #expect(bad.status == 65 && bad.error.contains("zz.png"), "\(bad.error)")
+    }
+
     @Test("bad data ends with exit code 65 and names the file")
     func badData() throws {
         let missing = try runFovea(["train", "--dataset", "mnist", "--data-dir", "/nonexistent/fovea", "--epochs", "1"])

@@ -60,14 +60,26 @@ public func conv2d(_ input: Tensor, weight: Tensor, bias: Tensor? = nil,
 
     let forward = try PrimitiveCache.shared.primitive(PrimitiveKey(kind: training ? "conv_fwd_t" : "conv_fwd_i",
                                                                    values: keyValues)) {
-        var desc = dnnl_convolution_desc_t()
-        var src = try anyDescriptor(input.shape), wei = try anyDescriptor(weightShape5), dst = try anyDescriptor(outputShape)
-        var biasMD = bias == nil ? dnnl_memory_desc_t() : try memoryDescriptor([k], .plain)
-        try check(dnnl_dilated_convolution_forward_desc_init(&desc, training ? dnnl_forward_training : dnnl_forward_inference,
-                                                             dnnl_convolution_direct, &src, &wei, &biasMD, &dst,
-                                                             strides, dilation, padding, padding),
-                  "dnnl_dilated_convolution_forward_desc_init(\(name))")
-        return try makePrimitiveDescriptor(&desc, name: name)
+        // Let oneDNN choose the activation layouts; if it picks one Fovea does not carry between layers
+        // (e.g. 4-channel blocks for some grouped convolutions), ask for nChw8c, then plain.
+        for activationLayout in [Layout?.none, .nChw8c, .plain] {
+            var desc = dnnl_convolution_desc_t()
+            var src = try activationLayout.map { try memoryDescriptor(input.shape, $0) } ?? anyDescriptor(input.shape)
+            var dst = try activationLayout.map { try memoryDescriptor(outputShape, $0) } ?? anyDescriptor(outputShape)
+            var wei = try anyDescriptor(weightShape5)
+            var biasMD = bias == nil ? dnnl_memory_desc_t() : try memoryDescriptor([k], .plain)
+            try check(dnnl_dilated_convolution_forward_desc_init(&desc, training ? dnnl_forward_training : dnnl_forward_inference,
+                                                                 dnnl_convolution_direct, &src, &wei, &biasMD, &dst,
+                                                                 strides, dilation, padding, padding),
+                      "dnnl_dilated_convolution_forward_desc_init(\(name))")
+            guard let pd = try? makePrimitiveDescriptor(&desc, name: name) else { continue }
+            let chosen = [(DNNL_QUERY_SRC, input.shape), (DNNL_QUERY_DST, outputShape)].allSatisfy { query, shape in
+                dnnl_primitive_desc_query_md(pd, query.0, query.1).map { Layout.matching($0.pointee, shape: shape) != nil } ?? false
+            }
+            if chosen { return pd }
+            dnnl_primitive_desc_destroy(pd)
+        }
+        throw TensorError.invalidArgument(operation: name, message: "no convolution implementation for \(input.shape) in a known layout")
     }
     let source = try input.detached.reordered(to: try layoutOf(forward, DNNL_ARG_SRC, input.shape, name))
     let plainWeight = try weight.detached.reordered(to: .plain)
@@ -88,13 +100,15 @@ public func conv2d(_ input: Tensor, weight: Tensor, bias: Tensor? = nil,
     guard training else { return result }
 
     let inputNeedsGradient = input.node != nil, weightNeedsGradient = weight.node != nil || bias?.node != nil
+    // The backward primitives use the forward pass's activation layouts, so gradients stay in known layouts.
+    let (sourceLayout, outputLayout) = (source.layout, result.layout)
     return result.recorded(from: [input, weight] + (bias.map { [$0] } ?? [])) { gradient in
         var inputGradient: Tensor?
         if inputNeedsGradient {
             let backward = try PrimitiveCache.shared.primitive(PrimitiveKey(kind: "conv_bwd_d", values: keyValues)) {
                 var desc = dnnl_convolution_desc_t()
-                var src = try anyDescriptor(input.shape), wei = try anyDescriptor(weightShape5)
-                var dst = try anyDescriptor(outputShape)
+                var src = try memoryDescriptor(input.shape, sourceLayout), wei = try anyDescriptor(weightShape5)
+                var dst = try memoryDescriptor(outputShape, outputLayout)
                 try check(dnnl_dilated_convolution_backward_data_desc_init(&desc, dnnl_convolution_direct, &src, &wei, &dst,
                                                                            strides, dilation, padding, padding),
                           "dnnl_dilated_convolution_backward_data_desc_init(\(name))")
@@ -116,8 +130,8 @@ public func conv2d(_ input: Tensor, weight: Tensor, bias: Tensor? = nil,
         guard weightNeedsGradient else { return [inputGradient, nil, nil] }
         let backward = try PrimitiveCache.shared.primitive(PrimitiveKey(kind: "conv_bwd_w", values: keyValues)) {
             var desc = dnnl_convolution_desc_t()
-            var src = try anyDescriptor(input.shape), wei = try anyDescriptor(weightShape5)
-            var dst = try anyDescriptor(outputShape)
+            var src = try memoryDescriptor(input.shape, sourceLayout), wei = try anyDescriptor(weightShape5)
+            var dst = try memoryDescriptor(outputShape, outputLayout)
             var biasMD = bias == nil ? dnnl_memory_desc_t() : try memoryDescriptor([k], .plain)
             try check(dnnl_dilated_convolution_backward_weights_desc_init(&desc, dnnl_convolution_direct, &src, &wei, &biasMD,
                                                                           &dst, strides, dilation, padding, padding),
@@ -146,6 +160,9 @@ public func conv2d(_ input: Tensor, weight: Tensor, bias: Tensor? = nil,
         return [inputGradient, dw, db]
     }
 }
+
+let DNNL_QUERY_SRC = (dnnl_query_src_md, Int32(0))
+let DNNL_QUERY_DST = (dnnl_query_dst_md, Int32(0))
 
 /// The known layout a primitive chose for `argument`, or an error naming the operation.
 func layoutOf(_ primitive: Primitive, _ argument: Int32, _ shape: [Int], _ name: String) throws -> Layout {
