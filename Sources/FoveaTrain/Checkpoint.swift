@@ -18,6 +18,8 @@ public struct TrainingProgress: Codable, Equatable, Sendable {
     /// Best value of the monitored metric at an epoch end, and its epoch.
     public var bestMetric: Double?
     public var bestEpoch: Int?
+    /// Reduce-on-plateau state, when that schedule is used.
+    public var plateau: ReduceOnPlateau?
     /// Whether early stopping ended the run.
     public var stoppedEarly = false
     /// Generator states of randomised layers (dropout, stochastic depth) by layer path.

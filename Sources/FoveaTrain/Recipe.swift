@@ -28,6 +28,20 @@ public struct Recipe: Sendable {
             $0.scheduleUnit = "epoch"
             $0.augmentations = [.randomCrop(padding: 4), .horizontalFlip(probability: 0.5)]
         },
+        Recipe(name: "imagenet-resnet50",
+               summary: "torchvision's classic recipe: ResNet-50 on an ImageNet-style folder, SGD 0.1 momentum 0.9, wd 1e-4, batch 32 (×8 GPUs there), ÷10 every 30 of 90 epochs, random-resized crop 224 + flip") {
+            $0.model = "resnet50"
+            $0.dataset = "imagefolder"
+            $0.batchSize = 32
+            $0.learningRate = 0.1
+            $0.weightDecay = 1e-4
+            $0.epochs = 90
+            $0.schedule = "step"
+            $0.stepEpochs = 30
+            $0.stepGamma = 0.1
+            $0.scheduleUnit = "epoch"
+            $0.imageSize = 224
+        },
     ]
 
     /// The recipe called `name`.

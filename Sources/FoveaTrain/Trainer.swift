@@ -286,6 +286,10 @@ public final class Trainer {
         let output = try options.outputDirectory.map { try OutputDirectory(path: $0) }
         let tensorboard = try options.tensorboardDirectory.map { try TensorBoardWriter(directory: $0) }
         var state = TrainingProgress()
+        if options.schedule == "plateau" {
+            state.plateau = ReduceOnPlateau(factor: options.stepGamma, patience: options.plateauPatience,
+                                            maximize: options.monitor == "test_accuracy")
+        }
         if resume {
             guard let output else { throw TrainingError.invalidOption("--resume needs the run's directory") }
             state = try Checkpoint.restore(from: output.file(Self.lastCheckpointName), model: model, optimizer: optimizer,
@@ -323,6 +327,7 @@ public final class Trainer {
                 let update = (epoch - 1) * updatesPerEpoch + state.batch / options.accumulationSteps
                 let scheduleStep = options.scheduleUnit == "epoch" ? epoch - 1 : update
                 learningRate = schedule.learningRate(base: options.learningRate, step: scheduleStep)
+                if let plateau = state.plateau { learningRate = plateau.apply(to: learningRate) }
                 optimizer.learningRate = learningRate
                 // The last group of an epoch may be shorter than --accumulate.
                 let group = state.batch / options.accumulationSteps * options.accumulationSteps
@@ -366,6 +371,9 @@ public final class Trainer {
             state.batch = 0
             state.lossSum = 0
             state.correct = 0
+            if state.plateau != nil {
+                state.plateau?.record(options.monitor == "test_accuracy" ? report.accuracy : (report.loss ?? .infinity))
+            }
             let maximize = options.monitor == "test_accuracy"
             let monitored = maximize ? report.accuracy : (report.loss ?? .infinity)
             let improved = state.bestMetric.map { maximize ? monitored > $0 : monitored < $0 } ?? true

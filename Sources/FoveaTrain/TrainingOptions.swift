@@ -61,6 +61,8 @@ public struct TrainingOptions: Codable, Equatable, Sendable {
     public var accumulationSteps = 1
     /// Also write the last checkpoint every N optimizer steps (it is always written at epoch ends).
     public var checkpointEvery: Int?
+    /// For the plateau schedule: epochs without improvement of `monitor` before the rate is multiplied by `gamma`.
+    public var plateauPatience = 5
     /// Image folders: side of the square input and the validation folder (default DIR/val).
     public var imageSize = 224
     public var validationDirectory: String?
@@ -113,6 +115,7 @@ public struct TrainingOptions: Codable, Equatable, Sendable {
         checkpointEvery = try container.decodeIfPresent(Int.self, forKey: .checkpointEvery) ?? defaults.checkpointEvery
         workers = try container.decodeIfPresent(Int.self, forKey: .workers) ?? defaults.workers
         imageSize = try container.decodeIfPresent(Int.self, forKey: .imageSize) ?? defaults.imageSize
+        plateauPatience = try container.decodeIfPresent(Int.self, forKey: .plateauPatience) ?? defaults.plateauPatience
         validationDirectory = try container.decodeIfPresent(String.self, forKey: .validationDirectory) ?? defaults.validationDirectory
         evaluationBatchSize = try container.decodeIfPresent(type(of: defaults.evaluationBatchSize), forKey: .evaluationBatchSize) ?? defaults.evaluationBatchSize
     }
@@ -126,7 +129,7 @@ public struct TrainingOptions: Codable, Equatable, Sendable {
         case warmupEpochs = "warmup_epochs"
         case limitTrain = "limit_train", limitTest = "limit_test", outputDirectory = "output"
         case evaluationBatchSize = "eval_batch_size", checkpointEvery = "checkpoint_every", monitor
-        case imageSize = "image_size", validationDirectory = "val_dir"
+        case imageSize = "image_size", validationDirectory = "val_dir", plateauPatience = "plateau_patience"
         case workers, augmentations = "augment", accumulationSteps = "accumulate", tensorboardDirectory = "tensorboard", emaDecay = "ema_decay", earlyStoppingPatience = "early_stopping_patience"
     }
 
@@ -159,6 +162,7 @@ public struct TrainingOptions: Codable, Equatable, Sendable {
         if let limitTrain, limitTrain < 1 { return "--limit-train must be at least 1" }
         if let limitTest, limitTest < 1 { return "--limit-test must be at least 1" }
         if let checkpointEvery, checkpointEvery < 1 { return "--checkpoint-every must be at least 1" }
+        if plateauPatience < 0 { return "--plateau-patience must not be negative" }
         if imageSize < 8 { return "--image-size must be at least 8" }
         if let workers, workers < 0 || workers > 64 { return "--workers must be in 0…64" }
         if accumulationSteps < 1 { return "--accumulate must be at least 1" }
@@ -171,7 +175,7 @@ public struct TrainingOptions: Codable, Equatable, Sendable {
     /// Optimizer names `--optimizer` accepts.
     public static let optimizers = ["sgd", "adam", "adamw", "rmsprop"]
     /// Schedule names `--schedule` accepts.
-    public static let schedules = ["constant", "step", "multistep", "exponential", "cosine", "onecycle"]
+    public static let schedules = ["constant", "step", "multistep", "exponential", "cosine", "onecycle", "plateau"]
 
     /// The learning-rate schedule in units of the schedule's step (an optimizer step, or an epoch when
     /// `scheduleUnit` is `epoch`), with the warm-up in front.

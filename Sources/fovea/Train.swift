@@ -41,7 +41,9 @@ struct Train: ParsableCommand {
     var weightDecayPolicy: String?
     @Option(name: .customLong("clip-grad-norm"), help: "Clip the global gradient norm to this value.") var clipGradNorm: Float?
     @Option(help: "Sum gradients over N batches per optimizer step (an effective batch of N × --batch-size).") var accumulate: Int?
-    @Option(help: "Learning-rate schedule: constant, step, multistep, exponential, cosine or onecycle.") var schedule: String?
+    @Option(help: "Learning-rate schedule: constant, step, multistep, exponential, cosine, onecycle or plateau (× --gamma after --plateau-patience epochs without improvement of --monitor).")
+    var schedule: String?
+    @Option(name: .customLong("plateau-patience"), help: "For --schedule plateau: epochs to wait.") var plateauPatience: Int?
     @Option(name: .customLong("schedule-unit"), help: "Advance the schedule every optimizer step or every epoch.")
     var scheduleUnit: String?
     @Option(name: .customLong("warmup-epochs"), help: "Linear warm-up epochs (from 1 % of --lr) before the schedule.")
@@ -96,6 +98,7 @@ struct Train: ParsableCommand {
         if valDir != nil { o.validationDirectory = valDir }
         if workers != nil { o.workers = workers }
         set(imageSize, \.imageSize)
+        set(plateauPatience, \.plateauPatience)
         if clipGradNorm != nil { o.clipGradientNorm = clipGradNorm }
         if emaDecay != nil { o.emaDecay = emaDecay }
         if earlyStopping != nil { o.earlyStoppingPatience = earlyStopping }

@@ -241,6 +241,24 @@ struct CommandLineTests {
         #expect(bad.status == 65 && bad.error.contains("zz.png"), "\(bad.error)")
     }
 
+    @Test("reduce-on-plateau halves the rate after each epoch without improvement")
+    func plateau() throws {
+        let data = try temporaryDirectory("plateau-data"), output = try temporaryDirectory("plateau-run")
+        try writeSyntheticMNIST(to: data, trainCount: 100, testCount: 30)
+        // A rate too small to change anything: the test loss never improves after epoch 1.
+        let run = try runFovea(["train", "--dataset", "mnist", "--data-dir", data, "--epochs", "4", "--lr", "1e-12",
+                                "--schedule", "plateau", "--plateau-patience", "0", "--gamma", "0.5", "--monitor", "test_loss",
+                                "--momentum", "0", "--output", output, "--quiet"])
+        #expect(run.status == 0, "\(run.error)")
+        let rates = try String(contentsOfFile: output + "/metrics.jsonl", encoding: .utf8).split(separator: "\n").map {
+            (try JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any])?["lr"] as? Double ?? .nan
+        }
+        #expect(rates.count == 4)
+        for (earlier, later) in zip(rates.dropFirst(), rates.dropFirst(2)) {
+            #expect(abs(later / earlier - 0.5) < 1e-6, "\(rates)")
+        }
+    }
+
     @Test("bad data ends with exit code 65 and names the file")
     func badData() throws {
         let missing = try runFovea(["train", "--dataset", "mnist", "--data-dir", "/nonexistent/fovea", "--epochs", "1"])
