@@ -69,6 +69,24 @@ struct ConvolutionTests {
     @Test("random shapes", arguments: Array(UInt64(1)...12), bothLayouts)
     func random(seed: UInt64, layout: Layout) throws { try run(.random(seed: seed), layout: layout) }
 
+    @Test("inference and training primitives of the same convolution agree, in either order",
+          arguments: [([2, 16, 9, 9], [32, 16, 3, 3], 1), ([2, 64, 8, 8], [64, 2, 3, 3], 32), ([1, 3, 12, 12], [8, 3, 5, 5], 1)])
+    func inferenceMatchesTraining(_ c: ([Int], [Int], Int)) throws {
+        // Regression: the weight reorder for the inference primitive once reused the training primitive's cached
+        // reorder although the two may want different weight layouts.
+        var generator = SeededGenerator(seed: 77)
+        let x = try Tensor(shape: c.0, values: randomArray(c.0, &generator).floats)
+        let w = try Tensor(shape: c.1, values: randomArray(c.1, &generator, scale: 0.2).floats)
+        let geometry = ConvolutionGeometry(padding: [1, 1], groups: c.2)
+        let trained = try conv2d(x, weight: w.trackingGradient { _ in }, geometry: geometry).toArray()
+        let inferred = try Autodiff.withoutRecording { try conv2d(x, weight: w, geometry: geometry) }.toArray()
+        let expected = Reference.conv2d(ReferenceArray(shape: c.0, floats: try x.toArray()),
+                                        weight: ReferenceArray(shape: c.1, floats: try w.toArray()), bias: nil,
+                                        stride: [1, 1], padding: [1, 1], dilation: [1, 1], groups: c.2)
+        #expect(relativeError(trained.map(Double.init), expected.values) < 1e-4)
+        #expect(relativeError(inferred.map(Double.init), expected.values) < 1e-4)
+    }
+
     @Test("wrong channel count names the layer and both shapes")
     func wrongChannels() throws {
         let x = Tensor.zeros([1, 3, 8, 8]), w = Tensor.zeros([4, 2, 3, 3])

@@ -87,7 +87,7 @@ public func conv2d(_ input: Tensor, weight: Tensor, bias: Tensor? = nil,
     let plainWeightMD = try plainWeightDescriptor(weight.shape, groups: g.groups)
     let kernelWeight = descriptorsEqual(weightMD, plainWeightMD) ? plainWeight.storage
         : try Tensor.reorderRaw(plainWeight.storage, from: plainWeightMD, to: weightMD,
-                                key: PrimitiveKey(kind: "conv_w_fwd", values: keyValues))
+                                key: PrimitiveKey(kind: training ? "conv_w_fwd_t" : "conv_w_fwd_i", values: keyValues))
     let result = try Tensor.uninitialized(outputShape, layout: try layoutOf(forward, DNNL_ARG_DST, outputShape, name))
     var buffers: [(Int32, Storage)] = [
         (DNNL_ARG_SRC, source.storage),
