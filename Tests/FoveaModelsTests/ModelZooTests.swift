@@ -29,15 +29,15 @@ struct ModelZooTests {
         let shape = [batch] + entry.smallInputSize
         let images = try Tensor(shape: shape, values: (0..<shape.reduce(1, *)).map { _ in Float(generator.nextNormal()) })
         let labels = (0..<batch).map { Int32($0 % classes) }
-        let logits = try model(images)
-        #expect(logits.shape == [batch, classes])
-        #expect(try logits.toArray().allSatisfy(\.isFinite))
         // A first-order check of the whole model's gradient: a small plain SGD step on the same batch must lower
         // the training loss. Randomised layers (dropout, stochastic depth) are switched off so that the loss is a
         // function of the weights alone; batch norm keeps using the batch's statistics.
         for (_, layer) in model.namedLayers() where layer is any RandomizedLayer {
             (layer as? any ModeDependentLayer)?.isTraining = false
         }
+        let logits = try model(images)
+        #expect(logits.shape == [batch, classes])
+        #expect(try logits.toArray().allSatisfy(\.isFinite))
         let optimizer = try SGD(parameters: model.parameters(), learningRate: 1e-3)
         let before = try crossEntropy(logits: logits, labels: labels)
         try before.backward()
