@@ -106,13 +106,23 @@ public func conv2d(_ input: Tensor, weight: Tensor, bias: Tensor? = nil,
         var inputGradient: Tensor?
         if inputNeedsGradient {
             let backward = try PrimitiveCache.shared.primitive(PrimitiveKey(kind: "conv_bwd_d", values: keyValues)) {
-                var desc = dnnl_convolution_desc_t()
-                var src = try memoryDescriptor(input.shape, sourceLayout), wei = try anyDescriptor(weightShape5)
-                var dst = try memoryDescriptor(outputShape, outputLayout)
-                try check(dnnl_dilated_convolution_backward_data_desc_init(&desc, dnnl_convolution_direct, &src, &wei, &dst,
-                                                                           strides, dilation, padding, padding),
-                          "dnnl_dilated_convolution_backward_data_desc_init(\(name))")
-                return try makePrimitiveDescriptor(&desc, hint: forward.descriptor, name: name)
+                // Free layouts first (oneDNN's fast kernels may want others than the forward pass's); the forward
+                // layouts only when the free choice is one Fovea does not carry.
+                for fixed in [false, true] {
+                    var desc = dnnl_convolution_desc_t()
+                    var src = try fixed ? memoryDescriptor(input.shape, sourceLayout) : anyDescriptor(input.shape)
+                    var dst = try fixed ? memoryDescriptor(outputShape, outputLayout) : anyDescriptor(outputShape)
+                    var wei = try anyDescriptor(weightShape5)
+                    try check(dnnl_dilated_convolution_backward_data_desc_init(&desc, dnnl_convolution_direct, &src, &wei, &dst,
+                                                                               strides, dilation, padding, padding),
+                              "dnnl_dilated_convolution_backward_data_desc_init(\(name))")
+                    let pd = try makePrimitiveDescriptor(&desc, hint: forward.descriptor, name: name)
+                    if fixed || knownLayouts(pd, [(dnnl_query_diff_src_md, input.shape), (dnnl_query_diff_dst_md, outputShape)]) {
+                        return pd
+                    }
+                    dnnl_primitive_desc_destroy(pd)
+                }
+                throw TensorError.invalidArgument(operation: name, message: "no backward-data convolution for \(input.shape)")
             }
             let outputGradient = try gradient.reordered(to: try layoutOf(backward, DNNL_ARG_DIFF_DST, outputShape, name))
             let backwardWeightMD = backward.descriptor(for: DNNL_ARG_WEIGHTS)
@@ -129,14 +139,22 @@ public func conv2d(_ input: Tensor, weight: Tensor, bias: Tensor? = nil,
         }
         guard weightNeedsGradient else { return [inputGradient, nil, nil] }
         let backward = try PrimitiveCache.shared.primitive(PrimitiveKey(kind: "conv_bwd_w", values: keyValues)) {
-            var desc = dnnl_convolution_desc_t()
-            var src = try memoryDescriptor(input.shape, sourceLayout), wei = try anyDescriptor(weightShape5)
-            var dst = try memoryDescriptor(outputShape, outputLayout)
-            var biasMD = bias == nil ? dnnl_memory_desc_t() : try memoryDescriptor([k], .plain)
-            try check(dnnl_dilated_convolution_backward_weights_desc_init(&desc, dnnl_convolution_direct, &src, &wei, &biasMD,
-                                                                          &dst, strides, dilation, padding, padding),
-                      "dnnl_dilated_convolution_backward_weights_desc_init(\(name))")
-            return try makePrimitiveDescriptor(&desc, hint: forward.descriptor, name: name)
+            for fixed in [false, true] {
+                var desc = dnnl_convolution_desc_t()
+                var src = try fixed ? memoryDescriptor(input.shape, sourceLayout) : anyDescriptor(input.shape)
+                var dst = try fixed ? memoryDescriptor(outputShape, outputLayout) : anyDescriptor(outputShape)
+                var wei = try anyDescriptor(weightShape5)
+                var biasMD = bias == nil ? dnnl_memory_desc_t() : try memoryDescriptor([k], .plain)
+                try check(dnnl_dilated_convolution_backward_weights_desc_init(&desc, dnnl_convolution_direct, &src, &wei, &biasMD,
+                                                                              &dst, strides, dilation, padding, padding),
+                          "dnnl_dilated_convolution_backward_weights_desc_init(\(name))")
+                let pd = try makePrimitiveDescriptor(&desc, hint: forward.descriptor, name: name)
+                if fixed || knownLayouts(pd, [(dnnl_query_src_md, input.shape), (dnnl_query_diff_dst_md, outputShape)]) {
+                    return pd
+                }
+                dnnl_primitive_desc_destroy(pd)
+            }
+            throw TensorError.invalidArgument(operation: name, message: "no backward-weights convolution for \(input.shape)")
         }
         let backwardSource = try source.reordered(to: try layoutOf(backward, DNNL_ARG_SRC, input.shape, name))
         let outputGradient = try gradient.reordered(to: try layoutOf(backward, DNNL_ARG_DIFF_DST, outputShape, name))
@@ -158,6 +176,13 @@ public func conv2d(_ input: Tensor, weight: Tensor, bias: Tensor? = nil,
                         key: PrimitiveKey(kind: "conv_dw_plain", values: keyValues))
         }
         return [inputGradient, dw, db]
+    }
+}
+
+/// Whether every queried descriptor of `pd` is in a layout Fovea knows for its shape.
+func knownLayouts(_ pd: dnnl_primitive_desc_t, _ queries: [(dnnl_query_t, [Int])]) -> Bool {
+    queries.allSatisfy { query, shape in
+        dnnl_primitive_desc_query_md(pd, query, 0).map { Layout.matching($0.pointee, shape: shape) != nil } ?? false
     }
 }
 
