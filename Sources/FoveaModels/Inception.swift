@@ -1,4 +1,0 @@
-// Inception: registered by the family's builders (to be written).
-extension ModelZoo {
-    static let inceptionEntries: [Entry] = []
-}

@@ -1,0 +1,42 @@
+import Foundation
+import FoveaModels
+import FoveaNN
+import FoveaTensor
+import FoveaTrain
+import Testing
+
+/// The folder of torchvision exports, from `FOVEA_PARITY_DIR`.
+private let modernParityDirectory = ProcessInfo.processInfo.environment["FOVEA_PARITY_DIR"]
+
+/// Eval-mode logits of the Inception, MobileNet and EfficientNet families against torchvision, from exports
+/// written by `scripts/parity/export_torchvision_modern.py`. Runs only when `FOVEA_PARITY_DIR` is set; models
+/// whose files are absent are skipped.
+@Suite("Parity with torchvision: modern models", .enabled(if: modernParityDirectory != nil, "set FOVEA_PARITY_DIR to run"))
+struct ModernParityTests {
+    static let models = ["googlenet", "inception_v3", "mobilenet_v2", "mobilenet_v3_small", "mobilenet_v3_large",
+                         "efficientnet_b0"]
+
+    @Test("eval-mode logits agree with torchvision within relative error 1e-4", arguments: models)
+    func logits(_ name: String) throws {
+        let directory = try #require(modernParityDirectory)
+        let weights = "\(directory)/\(name).safetensors", io = "\(directory)/\(name).io.safetensors"
+        guard FileManager.default.fileExists(atPath: weights), FileManager.default.fileExists(atPath: io) else {
+            print("parity \(name): no export in \(directory), skipped")
+            return
+        }
+        let model = try ModelZoo.make(name, classCount: 1000, inputChannels: 3)
+        try ModelFile.loadWeights(into: model, from: weights)
+        model.eval()
+        let tensors = try SafeTensors.read(path: io).entries
+        let input = try #require(tensors["input"]), reference = try #require(tensors["logits"])
+        let logits = try Autodiff.withoutRecording { try model(Tensor(shape: input.shape, values: input.values)) }
+        #expect(logits.shape == reference.shape)
+        let values = try logits.toArray()
+        // Error relative to the largest reference logit: elementwise ratios blow up near zero.
+        let scale = reference.values.map(abs).max() ?? 1
+        let worst = zip(values, reference.values).map { abs($0 - $1) }.max() ?? .infinity
+        let relative = worst / max(scale, .leastNormalMagnitude)
+        print("parity \(name): max |Δ| \(worst), max |reference| \(scale), relative \(relative)")
+        #expect(relative < 1e-4, "\(name): relative error \(relative)")
+    }
+}
