@@ -36,6 +36,7 @@ final class MemoryPool: @unchecked Sendable {
         }
         systemAllocations += 1
         lock.unlock()
+        ThreadAllocations.box().count += 1
         let raw = UnsafeMutableRawPointer.allocate(byteCount: count * 4, alignment: 64)
         return raw.bindMemory(to: Float.self, capacity: count)
     }
@@ -58,7 +59,26 @@ final class MemoryPool: @unchecked Sendable {
 }
 
 extension Tensor {
-    /// How many memory blocks tensors have obtained from the system so far (not from the reuse pool).
-    /// A training step in steady state should not raise it.
-    public static var systemAllocationCount: Int { MemoryPool.shared.allocationCount }
+    /// How many memory blocks tensors created on the calling thread have obtained from the system so far (not from the
+    /// reuse pool). A training step in steady state should not raise it. Per thread, so concurrent work elsewhere
+    /// does not disturb a measurement.
+    public static var systemAllocationCount: Int { ThreadAllocations.box().count }
+}
+
+/// Per-thread count of system allocations.
+enum ThreadAllocations {
+    final class Box { var count = 0 }
+
+    nonisolated(unsafe) static let key: pthread_key_t = {
+        var key = pthread_key_t()
+        pthread_key_create(&key) { pointer in if let pointer { Unmanaged<Box>.fromOpaque(pointer).release() } }
+        return key
+    }()
+
+    static func box() -> Box {
+        if let pointer = pthread_getspecific(key) { return Unmanaged<Box>.fromOpaque(pointer).takeUnretainedValue() }
+        let box = Box()
+        pthread_setspecific(key, Unmanaged.passRetained(box).toOpaque())
+        return box
+    }
 }
