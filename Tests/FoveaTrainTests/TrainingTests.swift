@@ -81,7 +81,7 @@ struct TrainingTests {
         for step in 3..<8 { _ = try trainStep(model: model, optimizer: optimizer, images: images, labels: labels, step: step, epoch: 1) }
         // The count is per thread, so concurrent tests do not inflate it; they can still take a freed block of a size
         // this step reuses (the pool is shared), hence a little slack. Without the pool every step allocates dozens.
-        #expect(Tensor.systemAllocationCount - before < 5)
+        #expect(Tensor.systemAllocationCount - before < 25, "five pool-less steps would need about 300 blocks")
     }
 
     @Test("a non-finite loss stops training with the step named, before the weights change")
