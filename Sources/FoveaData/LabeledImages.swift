@@ -51,14 +51,20 @@ extension LabeledImages {
     /// The order in which to visit the samples in `epoch`: identity, or a Fisher–Yates shuffle
     /// drawn from `SeededGenerator(seed: seed, stream: epoch)`, so each epoch is reproducible alone.
     public func batchOrder(epoch: Int, seed: UInt64, shuffle: Bool) -> [Int] {
-        var order = Array(0..<count)
-        guard shuffle, count > 1 else { return order }
-        var generator = SeededGenerator(seed: seed, stream: UInt64(truncatingIfNeeded: epoch))
-        for last in stride(from: count - 1, to: 0, by: -1) {
-            order.swapAt(last, uniformIndex(below: UInt64(last + 1), using: &generator))
-        }
-        return order
+        epochOrder(count: count, epoch: epoch, seed: seed, shuffle: shuffle)
     }
+}
+
+/// The visiting order of `count` samples in `epoch`: identity, or a Fisher–Yates shuffle drawn from
+/// `SeededGenerator(seed: seed, stream: epoch)`, so each epoch is reproducible on its own.
+public func epochOrder(count: Int, epoch: Int, seed: UInt64, shuffle: Bool) -> [Int] {
+    var order = Array(0..<count)
+    guard shuffle, count > 1 else { return order }
+    var generator = SeededGenerator(seed: seed, stream: UInt64(truncatingIfNeeded: epoch))
+    for last in stride(from: count - 1, to: 0, by: -1) {
+        order.swapAt(last, uniformIndex(below: UInt64(last + 1), using: &generator))
+    }
+    return order
 }
 
 /// An unbiased integer in `0..<bound` (Lemire's multiply-and-reject), spelled out rather than

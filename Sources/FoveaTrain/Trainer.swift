@@ -113,13 +113,7 @@ public struct ImageClassificationSet: Sendable {
 
     /// The order of `epoch`: a Fisher–Yates shuffle from (seed, epoch), or identity.
     public func order(epoch: Int, seed: UInt64, shuffle: Bool) -> [Int] {
-        var order = Array(0..<count)
-        guard shuffle, count > 1 else { return order }
-        var generator = SeededGenerator(seed: seed, stream: UInt64(truncatingIfNeeded: epoch))
-        for last in stride(from: count - 1, to: 0, by: -1) {
-            order.swapAt(last, uniformIndex(below: UInt64(last + 1), using: &generator))
-        }
-        return order
+        epochOrder(count: count, epoch: epoch, seed: seed, shuffle: shuffle)
     }
 
     /// The bytes (C×H×W) and label of sample `index`; with `epoch`, after its random augmentation.
