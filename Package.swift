@@ -22,7 +22,9 @@ let package = Package(
         .target(name: "FoveaTensor", dependencies: ["CDNNL"]),
         .target(name: "FoveaNN", dependencies: ["FoveaTensor"]),
         .target(name: "FoveaOptim", dependencies: ["FoveaNN"]),
-        .target(name: "FoveaData", dependencies: ["FoveaTensor", "CImageCodecs"]),
+        // Pure-Swift SIMD loops (image resampling) alone are built for AVX2, as DESIGN.md §2 says.
+        .target(name: "FoveaDataKernels", swiftSettings: [.unsafeFlags(["-Ounchecked", "-target-cpu", "haswell"])]),
+        .target(name: "FoveaData", dependencies: ["FoveaTensor", "CImageCodecs", "FoveaDataKernels"]),
         .target(name: "FoveaModels", dependencies: ["FoveaNN"]),
         .target(name: "FoveaTrain", dependencies: ["FoveaTensor", "FoveaNN", "FoveaOptim", "FoveaData", "FoveaModels"]),
         .executableTarget(name: "fovea", dependencies: [

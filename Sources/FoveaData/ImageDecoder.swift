@@ -36,35 +36,86 @@ public enum ImageError: Error, CustomStringConvertible, Equatable, Sendable {
 }
 
 /// Decodes JPEG (through TurboJPEG: baseline, progressive, grey, CMYK) and PNG (through libpng's simplified API:
-/// 8/16-bit, grey, palette, alpha) chosen by magic bytes. Both libraries report errors by return value here, so a
-/// damaged file gives a typed error and never ends the process. The pixel count is checked before any allocation.
+/// 8/16-bit, grey, palette, alpha) chosen by magic bytes. Both libraries report errors by return value here (each
+/// catches its own `longjmp` inside the library), so a damaged file gives a typed error and never ends the process.
+/// The pixel count is checked against the limit from the header, before any pixel memory is allocated.
+///
+/// JPEGs are decoded exactly as libjpeg-turbo's defaults (and so PIL) decode them: accurate integer IDCT and smooth
+/// chroma upsampling, never the fast or DCT-scaled variants, so the pixels are the same as torchvision's.
 public enum ImageDecoder {
     /// Default limit on width × height, as PIL's decompression-bomb guard.
     public static let defaultPixelLimit = 89_478_485
 
-    /// Reads and decodes the file at `path` as grey (`channels == 1`) or RGB (`channels == 3`).
+    /// Reads and decodes the file at `path` as grey (`channels == 1`) or RGB (any other value).
     public static func decode(path: String, channels: Int = 3, pixelLimit: Int = defaultPixelLimit) throws -> DecodedImage {
-        guard let data = FileManager.default.contents(atPath: path) else {
-            throw ImageError.unreadable(path: path, reason: FileManager.default.fileExists(atPath: path) ? "permission denied" : "no such file")
-        }
-        return try decode([UInt8](data), path: path, channels: channels, pixelLimit: pixelLimit)
+        let buffers = DecodeBuffers.current
+        let count = try readFile(path, into: buffers.file)
+        let image = try decodeInterleaved(UnsafeRawBufferPointer(start: buffers.file.pointer, count: count), path: path,
+                                          grey: channels == 1, pixelLimit: pixelLimit, buffers: buffers)
+        return image.planar()
     }
 
-    /// Decodes bytes already in memory; `path` names them in errors.
+    /// Decodes bytes already in memory as grey (`channels == 1`) or RGB (any other value); `path` names them in errors.
     public static func decode(_ bytes: [UInt8], path: String, channels: Int = 3, pixelLimit: Int = defaultPixelLimit) throws -> DecodedImage {
-        precondition(channels == 1 || channels == 3, "decode to 1 or 3 channels")
-        guard !bytes.isEmpty else { throw ImageError.empty(path: path) }
-        if bytes.starts(with: [0xFF, 0xD8, 0xFF]) { return try decodeJPEG(bytes, path, channels, pixelLimit) }
-        if bytes.starts(with: [0x89, 0x50, 0x4E, 0x47, 0x0D, 0x0A, 0x1A, 0x0A]) { return try decodePNG(bytes, path, channels, pixelLimit) }
+        try bytes.withUnsafeBytes { raw in
+            try decodeInterleaved(raw, path: path, grey: channels == 1, pixelLimit: pixelLimit, buffers: DecodeBuffers.current)
+                .planar()
+        }
+    }
+
+    /// Reads the whole file at `path` into `buffer` (grown as needed) and returns its length in bytes.
+    static func readFile(_ path: String, into buffer: ReusableBuffer<UInt8>) throws -> Int {
+        let descriptor = open(path, O_RDONLY | O_CLOEXEC)
+        guard descriptor >= 0 else { throw ImageError.unreadable(path: path, reason: String(cString: strerror(errno))) }
+        defer { close(descriptor) }
+        var status = stat()
+        guard fstat(descriptor, &status) == 0 else { throw ImageError.unreadable(path: path, reason: String(cString: strerror(errno))) }
+        guard (status.st_mode & S_IFMT) == S_IFREG else { throw ImageError.unreadable(path: path, reason: "not a regular file") }
+        // One byte more than the size: a file that grew since fstat is read to its end all the same.
+        var capacity = Int(status.st_size) + 1
+        var length = 0
+        while true {
+            let pointer = buffer.reserve(capacity)
+            let got = read(descriptor, pointer + length, capacity - length)
+            if got < 0 {
+                if errno == EINTR { continue }
+                throw ImageError.unreadable(path: path, reason: String(cString: strerror(errno)))
+            }
+            if got == 0 { return length }
+            length += got
+            if length == capacity {
+                // Keep what was read while growing the buffer.
+                let kept = [UInt8](UnsafeBufferPointer(start: pointer, count: length))
+                capacity *= 2
+                kept.withUnsafeBufferPointer { buffer.reserve(capacity).update(from: $0.baseAddress!, count: length) }
+            }
+        }
+    }
+
+    /// Decodes a JPEG or PNG into `buffers.pixels` as interleaved rows: one byte per pixel when `grey`, else four
+    /// (R, G, B and an unused byte, so a pixel is one aligned 32-bit word for the resampler).
+    static func decodeInterleaved(_ bytes: UnsafeRawBufferPointer, path: String, grey: Bool, pixelLimit: Int,
+                                  buffers: DecodeBuffers) throws -> InterleavedImage {
+        guard bytes.count > 0 else { throw ImageError.empty(path: path) }
+        let jpegMagic: [UInt8] = [0xFF, 0xD8, 0xFF], pngMagic: [UInt8] = [0x89, 0x50, 0x4E, 0x47, 0x0D, 0x0A, 0x1A, 0x0A]
+        if bytes.starts(with: jpegMagic) { return try decodeJPEG(bytes, path, grey, pixelLimit, buffers) }
+        if bytes.starts(with: pngMagic) { return try decodePNG(bytes, path, grey, pixelLimit, buffers) }
         throw ImageError.unknownFormat(path: path)
     }
 
-    private static func decodeJPEG(_ bytes: [UInt8], _ path: String, _ channels: Int, _ limit: Int) throws -> DecodedImage {
-        guard let handle = tjInitDecompress() else { throw ImageError.corrupt(path: path, format: "JPEG", reason: "cannot start TurboJPEG") }
-        defer { tjDestroy(handle) }
+    private static func decodeJPEG(_ bytes: UnsafeRawBufferPointer, _ path: String, _ grey: Bool, _ limit: Int,
+                                   _ buffers: DecodeBuffers) throws -> InterleavedImage {
+        guard let handle = buffers.jpegHandle() else {
+            throw ImageError.corrupt(path: path, format: "JPEG", reason: "cannot start TurboJPEG")
+        }
+        let source = bytes.bindMemory(to: UInt8.self).baseAddress!, size = UInt(bytes.count)
         var width: Int32 = 0, height: Int32 = 0, subsampling: Int32 = 0, colorspace: Int32 = 0
-        let message = { String(cString: tjGetErrorStr2(handle)) }
-        guard tjDecompressHeader3(handle, bytes, UInt(bytes.count), &width, &height, &subsampling, &colorspace) == 0 else {
+        // After an error TurboJPEG 2.1 leaves the decompressor mid-stream: the message is read, then the handle replaced.
+        let message = { () -> String in
+            defer { buffers.discardJPEGHandle() }
+            return String(cString: tjGetErrorStr2(handle))
+        }
+        guard tjDecompressHeader3(handle, source, size, &width, &height, &subsampling, &colorspace) == 0 else {
             throw ImageError.corrupt(path: path, format: "JPEG", reason: message())
         }
         guard width > 0, height > 0 else { throw ImageError.corrupt(path: path, format: "JPEG", reason: "zero size") }
@@ -73,31 +124,40 @@ public enum ImageDecoder {
         }
         let (w, h) = (Int(width), Int(height))
         let cmyk = colorspace == Int32(TJCS_CMYK.rawValue) || colorspace == Int32(TJCS_YCCK.rawValue)
-        let format = cmyk ? TJPF_CMYK : (channels == 1 ? TJPF_GRAY : TJPF_RGB)
-        let stride = cmyk ? 4 : channels
-        var interleaved = [UInt8](repeating: 0, count: w * h * stride)
-        let status = tjDecompress2(handle, bytes, UInt(bytes.count), &interleaved, width, 0, height, Int32(format.rawValue), 0)
+        let format = cmyk ? TJPF_CMYK : (grey ? TJPF_GRAY : TJPF_RGBX)
+        let stride = cmyk ? 4 : (grey ? 1 : 4)
+        let pixels = buffers.pixels.reserve(w * h * stride)
+        let status = tjDecompress2(handle, source, size, pixels, width, Int32(w * stride), height, Int32(format.rawValue), 0)
         // TurboJPEG also reports a truncated stream (which it would pad with grey) by a nonzero status: an error here.
         if status != 0 { throw ImageError.corrupt(path: path, format: "JPEG", reason: message()) }
         if cmyk {
             // Adobe CMYK JPEGs store inverted values; R = C + K − 255 (clamped), as PIL converts them.
-            var rgb = [UInt8](repeating: 0, count: w * h * 3)
             for i in 0..<(w * h) {
-                let k = Int(interleaved[i * 4 + 3])
-                for c in 0..<3 { rgb[i * 3 + c] = UInt8(max(0, Int(interleaved[i * 4 + c]) + k - 255)) }
+                let p = pixels + i * 4, k = Int(p[3])
+                for c in 0..<3 { p[c] = UInt8(max(0, Int(p[c]) + k - 255)) }
             }
-            return planar(rgb, 3, h, w, channels)
+            if grey {
+                // ITU-R 601 luma, as PIL's convert("L"); written forwards over the four-byte pixels already read.
+                for i in 0..<(w * h) {
+                    let p = pixels + i * 4
+                    let (r, g, b) = (Int(p[0]), Int(p[1]), Int(p[2]))
+                    let luma: Int = (r * 299 + g * 587 + b * 114 + 500) / 1000
+                    pixels[i] = UInt8(luma)
+                }
+                return InterleavedImage(width: w, height: h, bytesPerPixel: 1, pixels: pixels)
+            }
         }
-        return planar(interleaved, channels, h, w, channels)
+        return InterleavedImage(width: w, height: h, bytesPerPixel: stride, pixels: pixels)
     }
 
-    private static func decodePNG(_ bytes: [UInt8], _ path: String, _ channels: Int, _ limit: Int) throws -> DecodedImage {
+    private static func decodePNG(_ bytes: UnsafeRawBufferPointer, _ path: String, _ grey: Bool, _ limit: Int,
+                                  _ buffers: DecodeBuffers) throws -> InterleavedImage {
         var image = png_image()
         image.version = UInt32(PNG_IMAGE_VERSION)
         let message = { (image: inout png_image) -> String in
-            withUnsafeBytes(of: &image.message) { String(cString: $0.bindMemory(to: CChar.self).baseAddress!) }
+            withUnsafeBytes(of: &image.message) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
         }
-        guard png_image_begin_read_from_memory(&image, bytes, bytes.count) != 0 else {
+        guard png_image_begin_read_from_memory(&image, bytes.baseAddress, bytes.count) != 0 else {
             let reason = message(&image)
             png_image_free(&image)
             throw ImageError.corrupt(path: path, format: "PNG", reason: reason)
@@ -108,31 +168,79 @@ public enum ImageDecoder {
             throw ImageError.tooManyPixels(path: path, width: w, height: h, limit: limit)
         }
         // 16-bit, palette and alpha inputs are all converted to 8-bit grey or RGB; alpha is composited over black.
-        image.format = channels == 1 ? 0 : 2  // PNG_FORMAT_GRAY, PNG_FORMAT_RGB (= PNG_FORMAT_FLAG_COLOR)
-        var interleaved = [UInt8](repeating: 0, count: w * h * channels)
-        guard png_image_finish_read(&image, nil, &interleaved, 0, nil) != 0 else {
+        image.format = grey ? 0 : 2  // PNG_FORMAT_GRAY, PNG_FORMAT_RGB (= PNG_FORMAT_FLAG_COLOR)
+        let channels = grey ? 1 : 3
+        let pixels = buffers.pixels.reserve(w * h * (grey ? 1 : 4))
+        guard png_image_finish_read(&image, nil, pixels, 0, nil) != 0 else {
             let reason = message(&image)
             png_image_free(&image)
             throw ImageError.corrupt(path: path, format: "PNG", reason: reason)
         }
-        return planar(interleaved, channels, h, w, channels)
+        if grey { return InterleavedImage(width: w, height: h, bytesPerPixel: 1, pixels: pixels) }
+        // Three bytes per pixel → four, from the last pixel back so nothing is overwritten before it is read.
+        for i in stride(from: w * h - 1, through: 0, by: -1) {
+            let (r, g, b) = (pixels[i * channels], pixels[i * channels + 1], pixels[i * channels + 2])
+            (pixels[i * 4], pixels[i * 4 + 1], pixels[i * 4 + 2], pixels[i * 4 + 3]) = (r, g, b, 255)
+        }
+        return InterleavedImage(width: w, height: h, bytesPerPixel: 4, pixels: pixels)
     }
+}
 
-    /// Interleaved H×W×C bytes → planar C×H×W, converting grey ↔ RGB to `wanted` channels.
-    static func planar(_ interleaved: [UInt8], _ channels: Int, _ height: Int, _ width: Int, _ wanted: Int) -> DecodedImage {
-        let plane = height * width
-        var pixels = [UInt8](repeating: 0, count: wanted * plane)
-        for i in 0..<plane {
-            if channels == wanted {
-                for c in 0..<channels { pixels[c * plane + i] = interleaved[i * channels + c] }
-            } else if wanted == 1 {
-                // ITU-R 601 luma, as PIL's convert("L").
-                let (r, g, b) = (Int(interleaved[i * 3]), Int(interleaved[i * 3 + 1]), Int(interleaved[i * 3 + 2]))
-                pixels[i] = UInt8((r * 299 + g * 587 + b * 114 + 500) / 1000)
-            } else {
-                for c in 0..<3 { pixels[c * plane + i] = interleaved[i] }
+/// A decoded image in reusable memory: interleaved rows of `bytesPerPixel` bytes per pixel (1: grey; 4: R, G, B and
+/// an unused byte). Valid until the next decode with the same buffers.
+struct InterleavedImage {
+    var width: Int
+    var height: Int
+    var bytesPerPixel: Int
+    var pixels: UnsafeMutablePointer<UInt8>
+
+    /// A planar copy (1 or 3 channels).
+    func planar() -> DecodedImage {
+        let plane = width * height, channels = bytesPerPixel == 1 ? 1 : 3
+        var output = [UInt8](repeating: 0, count: channels * plane)
+        output.withUnsafeMutableBufferPointer { output in
+            for c in 0..<channels {
+                let destination = output.baseAddress! + c * plane
+                for i in 0..<plane { destination[i] = pixels[i * bytesPerPixel + c] }
             }
         }
-        return DecodedImage(channels: wanted, height: height, width: width, pixels: pixels)
+        return DecodedImage(channels: channels, height: height, width: width, pixels: output)
+    }
+}
+
+/// A thread's reusable decoding memory: the file's bytes, the decoded pixels, the TurboJPEG handle and the resampler's
+/// lines, so loading one image after another allocates (and page-faults) nothing new once the largest has been seen.
+final class DecodeBuffers {
+    let file = ReusableBuffer<UInt8>()
+    let pixels = ReusableBuffer<UInt8>()
+    let resample = ResampleBuffers()
+    private var handle: tjhandle?
+
+    /// The thread's TurboJPEG decompressor, created on first use.
+    func jpegHandle() -> tjhandle? {
+        if handle == nil { handle = tjInitDecompress() }
+        return handle
+    }
+
+    /// Destroys the decompressor (after an error), so the next image starts from a fresh one.
+    func discardJPEGHandle() {
+        if let handle { tjDestroy(handle) }
+        handle = nil
+    }
+
+    deinit { discardJPEGHandle() }
+
+    private static let key: pthread_key_t = {
+        var key = pthread_key_t()
+        pthread_key_create(&key) { pointer in if let pointer { Unmanaged<DecodeBuffers>.fromOpaque(pointer).release() } }
+        return key
+    }()
+
+    /// The calling thread's buffers (freed when the thread ends).
+    static var current: DecodeBuffers {
+        if let pointer = pthread_getspecific(key) { return Unmanaged<DecodeBuffers>.fromOpaque(pointer).takeUnretainedValue() }
+        let buffers = DecodeBuffers()
+        pthread_setspecific(key, Unmanaged.passRetained(buffers).toOpaque())
+        return buffers
     }
 }

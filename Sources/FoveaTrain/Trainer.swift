@@ -58,6 +58,8 @@ public struct ImageClassificationSet: Sendable {
     public var augmentations: [Augmentation] = []
     /// Seeds each sample's augmentation generator together with (epoch, index).
     public var seed: UInt64 = 0
+    /// Image folders: the largest width × height accepted from an image header (larger files are bad samples).
+    public var pixelLimit = ImageDecoder.defaultPixelLimit
 
     /// Wraps in-memory images with per-channel normalisation.
     public init(images: any LabeledImages, info: DatasetInfo, mean: [Float], std: [Float]) {
@@ -134,7 +136,7 @@ public struct ImageClassificationSet: Sendable {
         case let .folder(folder, transforms, shape):
             let (path, label) = folder.samples[index]
             var image: DecodedImage
-            do { image = try ImageDecoder.decode(path: path, channels: shape[0]) } catch {
+            do { image = try ImageDecoder.decode(path: path, channels: shape[0], pixelLimit: pixelLimit) } catch {
                 throw DatasetError.badSample(index: index, path: path, reason: "\(error)")
             }
             for transform in transforms where epoch != nil || !transform.isRandom { image = transform.apply(image, generator: &generator) }
@@ -156,6 +158,17 @@ public struct ImageClassificationSet: Sendable {
                 }
             }
             return images.labels[index]
+        }
+        // Image folders: decode, crop, resize, flip and normalise in one fused pass, the same values as below.
+        if case let .folder(folder, transforms, shape) = source,
+           let pipeline = ImagePipeline(transforms: transforms, shape: shape, mean: mean, std: std, pixelLimit: pixelLimit) {
+            let (path, label) = folder.samples[index]
+            var generator = SeededGenerator(seed: seed, stream: UInt64(epoch ?? 0), UInt64(index))
+            do {
+                if try pipeline.load(path: path, augment: epoch != nil, generator: &generator, into: destination) { return label }
+            } catch {
+                throw DatasetError.badSample(index: index, path: path, reason: "\(error)")
+            }
         }
         let (image, label) = try sampleBytes(index, epoch: epoch)
         let plane = image.height * image.width

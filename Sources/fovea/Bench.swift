@@ -35,19 +35,36 @@ struct Bench: ParsableCommand {
             one warm-up, repeated for at least --seconds and 3 times. GFLOP/s counts 2 FLOPs per multiply-add
             of convolutions and fully connected layers (training: 3× the forward pass). Peak RSS is the
             process's high-water mark after the workload. Workloads: \(workloads.map(\.name).joined(separator: ", ")).
+
+            \(ImageFolderWorkload.name) (run only when named, with --data-dir DIR holding class folders of images, as
+            ../shared/bench/torch_dataload.py): two shuffled epochs of DIR through the training pipeline of
+            `fovea train --dataset imagefolder` (RandomResizedCrop(224), horizontal flip, ImageNet normalisation),
+            batches of 64 on --workers threads; prints images/s over both epochs, per epoch, and the peak RSS.
             """)
 
     @Option(name: .customLong("workload"), help: "Workloads to run (default: all).") var selected: [String] = []
     @Option(help: "Minimum timed seconds per measurement.") var seconds: Double = 8
     @Option(help: "The machine's peak GFLOP/s, for the utilisation column.") var peak: Double = 205
+    @Option(name: .customLong("data-dir"), help: "Class folders of images for \(ImageFolderWorkload.name).") var dataDir: String?
+    @Option(help: "Data-loading threads for \(ImageFolderWorkload.name).") var workers: Int = 2
+    @Option(help: "Epochs for \(ImageFolderWorkload.name).") var epochs: Int = 2
     @Flag(help: "One JSON object per workload.") var json = false
 
     func run() throws {
         try runReportingErrors {
-            for name in selected where !workloads.contains(where: { $0.name == name }) {
-                throw TrainingError.invalidOption("unknown workload '\(name)'; known: \(workloads.map(\.name).joined(separator: ", "))")
+            let known = workloads.map(\.name) + [ImageFolderWorkload.name]
+            for name in selected where !known.contains(name) {
+                throw TrainingError.invalidOption("unknown workload '\(name)'; known: \(known.joined(separator: ", "))")
             }
             guard seconds > 0 else { throw TrainingError.invalidOption("--seconds must be positive") }
+            if selected.contains(ImageFolderWorkload.name) {
+                guard let dataDir else { throw TrainingError.invalidOption("\(ImageFolderWorkload.name) needs --data-dir DIR") }
+                guard (0...64).contains(workers), epochs >= 1 else {
+                    throw TrainingError.invalidOption("--workers must be in 0…64 and --epochs at least 1")
+                }
+                try ImageFolderWorkload.measure(root: dataDir, epochs: epochs, workers: workers, json: json)
+                if selected.allSatisfy({ $0 == ImageFolderWorkload.name }) { return }
+            }
             for workload in workloads where selected.isEmpty || selected.contains(workload.name) {
                 try measure(workload)
             }
