@@ -70,6 +70,7 @@ public struct ImagePipeline: Sendable {
         let (mean, std, flip) = (self.mean, self.std, plan.flip)
         Resize.resample(image.pixels, rowBytes: image.width * image.bytesPerPixel, bytesPerPixel: image.bytesPerPixel,
                         top: plan.window.top, left: plan.window.left, rows: rows, columns: columns,
+                        verticalFirst: Resize.verticalFirst(from: (plan.window.height, plan.window.width), to: plan.resized),
                         buffers: buffers.resample) { y, line in
             if image.bytesPerPixel == 4 {
                 ResampleKernels.normaliseRGB(line, width: width, mean: mean, std: std, mirrored: flip, plane: plane,

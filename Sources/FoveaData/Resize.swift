@@ -2,8 +2,13 @@ import FoveaDataKernels
 
 /// Bilinear resizing with antialiasing when shrinking, computed as PIL's `Image.resize(size, BILINEAR)` computes it on
 /// 8-bit images (and so as torchvision's resize of PIL images): a triangle filter whose support widens by the scale
-/// factor, weights in fixed point with 22 fraction bits, a horizontal pass rounded to bytes, then a vertical pass.
-/// The same integer arithmetic in the same order gives the same bytes as PIL, not merely close ones.
+/// factor, weights in fixed point with 22 fraction bits, one pass per axis rounded to bytes. The same integer
+/// arithmetic in the same order gives the same bytes as PIL, not merely close ones.
+///
+/// The order of the passes matters (the first is rounded to bytes). Pillow 13 runs the vertical pass first when the
+/// height loses more than twice as many pixels as the width (python-pillow/Pillow#9549; the rule was measured against
+/// Pillow 13.0), and the horizontal pass first otherwise, as every earlier Pillow always did; Fovea follows Pillow 13.
+/// Against an older Pillow, images resized in the first way differ by at most one level in some pixels.
 public enum Resize {
     /// Fraction bits of the fixed-point weights.
     static let precisionBits = ResampleKernels.precisionBits
@@ -21,7 +26,9 @@ public enum Resize {
                 for c in 0..<image.channels {
                     let planeOutput = output.baseAddress! + c * height * width
                     resample(pixels.baseAddress! + c * plane, rowBytes: image.width, bytesPerPixel: 1, top: 0, left: 0,
-                             rows: rows, columns: columns, buffers: scratch) { y, row in
+                             rows: rows, columns: columns,
+                             verticalFirst: verticalFirst(from: (image.height, image.width), to: (height, width)),
+                             buffers: scratch) { y, row in
                         (planeOutput + y * width).update(from: row, count: width)
                     }
                 }
@@ -80,41 +87,73 @@ public enum Resize {
         return taps
     }
 
+    /// Whether Pillow 13 resizes `input` to `output` (height, width) with the vertical pass first: when the height
+    /// shrinks by more than twice as many pixels as the width does.
+    static func verticalFirst(from input: (height: Int, width: Int), to output: (height: Int, width: Int)) -> Bool {
+        output.height < input.height && input.height - output.height > 2 * (input.width - output.width)
+    }
+
     /// Resamples interleaved 8-bit pixels (`bytesPerPixel` 1, or 4 for RGB plus one unused byte), `rowBytes` per row,
-    /// whose window starts at row `top`, column `left` of `source`: the horizontal pass over the rows `rows` reads,
-    /// rounded to bytes, then the vertical pass; each output row (of `columns.starts.count` pixels) goes to `sink`.
+    /// whose window starts at row `top`, column `left` of `source`, with the `rows` and `columns` taps, either pass
+    /// first; each output row (of `columns.starts.count` pixels) goes to `sink` with its index.
     static func resample(_ source: UnsafePointer<UInt8>, rowBytes: Int, bytesPerPixel: Int, top: Int, left: Int,
-                         rows: Taps, columns: Taps, buffers: ResampleBuffers,
+                         rows: Taps, columns: Taps, verticalFirst: Bool, buffers: ResampleBuffers,
                          sink: (_ row: Int, _ pixels: UnsafePointer<UInt8>) -> Void) {
-        let needed = rows.inputs
-        let outputWidth = columns.starts.count, lineBytes = outputWidth * bytesPerPixel
-        let intermediate = buffers.intermediate.reserve(max(needed.count, 1) * lineBytes)
-        let available = rowBytes / bytesPerPixel - left
-        columns.starts.withUnsafeBufferPointer { starts in
+        let outputWidth = columns.starts.count, outputBytes = outputWidth * bytesPerPixel
+        let line = buffers.line.reserve(outputBytes)
+        let window = source + top * rowBytes + left * bytesPerPixel
+        /// One row of the horizontal pass from `row` (`available` pixels readable; `starts` relative to it) into `output`.
+        func horizontal(_ row: UnsafePointer<UInt8>, available: Int, starts: UnsafePointer<Int>,
+                        into output: UnsafeMutablePointer<UInt8>) {
             columns.counts.withUnsafeBufferPointer { counts in
                 columns.weights.withUnsafeBufferPointer { weights in
-                    for y in needed {
-                        let row = source + (top + y) * rowBytes + left * bytesPerPixel
-                        let line = intermediate + (y - needed.lowerBound) * lineBytes
-                        if bytesPerPixel == 4 {
-                            ResampleKernels.horizontal4(row, available: available, starts: starts.baseAddress!,
-                                                        counts: counts.baseAddress!, outputCount: outputWidth,
-                                                        weights: weights.baseAddress!, stride: columns.stride, into: line)
-                        } else {
-                            ResampleKernels.horizontal1(row, starts: starts.baseAddress!, counts: counts.baseAddress!,
-                                                        outputCount: outputWidth, weights: weights.baseAddress!,
-                                                        stride: columns.stride, into: line)
-                        }
+                    if bytesPerPixel == 4 {
+                        ResampleKernels.horizontal4(row, available: available, starts: starts, counts: counts.baseAddress!,
+                                                    outputCount: outputWidth, weights: weights.baseAddress!,
+                                                    stride: columns.stride, into: output)
+                    } else {
+                        ResampleKernels.horizontal1(row, starts: starts, counts: counts.baseAddress!, outputCount: outputWidth,
+                                                    weights: weights.baseAddress!, stride: columns.stride, into: output)
                     }
                 }
             }
         }
-        let sums = buffers.sums.reserve(lineBytes)
-        let line = buffers.line.reserve(lineBytes)
+        if verticalFirst {
+            // Each output row: the vertical pass over the columns the horizontal taps read, rounded, then the horizontal.
+            let needed = columns.inputs
+            let neededBytes = needed.count * bytesPerPixel
+            let sums = buffers.sums.reserve(neededBytes)
+            let vertical = buffers.intermediate.reserve(neededBytes)
+            let starts = columns.starts.map { $0 - needed.lowerBound }
+            starts.withUnsafeBufferPointer { starts in
+                rows.weights.withUnsafeBufferPointer { weights in
+                    for y in 0..<rows.starts.count {
+                        ResampleKernels.vertical(window + rows.starts[y] * rowBytes + needed.lowerBound * bytesPerPixel,
+                                                 lineBytes: neededBytes, lineStride: rowBytes, count: rows.counts[y],
+                                                 weights: weights.baseAddress! + y * rows.stride, sums: sums, into: vertical)
+                        horizontal(vertical, available: needed.count, starts: starts.baseAddress!,
+                                   into: line)
+                        sink(y, line)
+                    }
+                }
+            }
+            return
+        }
+        // The horizontal pass over the rows the vertical taps read, kept as intermediate lines, then the vertical pass.
+        let needed = rows.inputs
+        let intermediate = buffers.intermediate.reserve(max(needed.count, 1) * outputBytes)
+        let available = rowBytes / bytesPerPixel - left
+        columns.starts.withUnsafeBufferPointer { starts in
+            for y in needed {
+                horizontal(window + y * rowBytes, available: available, starts: starts.baseAddress!,
+                           into: intermediate + (y - needed.lowerBound) * outputBytes)
+            }
+        }
+        let sums = buffers.sums.reserve(outputBytes)
         rows.weights.withUnsafeBufferPointer { weights in
             for y in 0..<rows.starts.count {
-                let first = intermediate + (rows.starts[y] - needed.lowerBound) * lineBytes
-                ResampleKernels.vertical(first, lineBytes: lineBytes, count: rows.counts[y],
+                ResampleKernels.vertical(intermediate + (rows.starts[y] - needed.lowerBound) * outputBytes,
+                                         lineBytes: outputBytes, lineStride: outputBytes, count: rows.counts[y],
                                          weights: weights.baseAddress! + y * rows.stride, sums: sums, into: line)
                 sink(y, line)
             }

@@ -67,14 +67,15 @@ public enum ResampleKernels {
         }
     }
 
-    /// One output row of the vertical pass: `count` consecutive lines of `lineBytes` bytes from `first`, weighted by
-    /// `weights`, summed in `sums` (`lineBytes` Int32s of scratch), rounded to bytes in `output`.
-    public static func vertical(_ first: UnsafePointer<UInt8>, lineBytes: Int, count: Int, weights: UnsafePointer<Int32>,
-                                sums: UnsafeMutablePointer<Int32>, into output: UnsafeMutablePointer<UInt8>) {
+    /// One output row of the vertical pass: `count` lines of `lineBytes` bytes, `lineStride` bytes apart from `first`,
+    /// weighted by `weights`, summed in `sums` (`lineBytes` Int32s of scratch), rounded to bytes in `output`.
+    public static func vertical(_ first: UnsafePointer<UInt8>, lineBytes: Int, lineStride: Int, count: Int,
+                                weights: UnsafePointer<Int32>, sums: UnsafeMutablePointer<Int32>,
+                                into output: UnsafeMutablePointer<UInt8>) {
         let half = Int32(1) << (precisionBits - 1)
         for i in 0..<lineBytes { sums[i] = half }
         for t in 0..<count {
-            let line = first + t * lineBytes, weight = weights[t]
+            let line = first + t * lineStride, weight = weights[t]
             for i in 0..<lineBytes { sums[i] &+= Int32(line[i]) &* weight }
         }
         for i in 0..<lineBytes { output[i] = UInt8(truncatingIfNeeded: min(max(sums[i] >> precisionBits, 0), 255)) }
