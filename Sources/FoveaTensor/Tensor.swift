@@ -51,6 +51,12 @@ public struct Tensor: @unchecked Sendable {
     /// A plain tensor of zeros.
     public static func zeros(_ shape: [Int]) -> Tensor { Tensor(repeating: 0, shape: shape) }
 
+    /// A plain tensor of `shape` whose elements are not initialised: for memory about to be overwritten in full
+    /// (a data loader's batches), where filling it first would only cost time.
+    public init(uninitializedShape shape: [Int]) {
+        self.init(shape: shape, layout: .plain, storage: Storage(capacity: shape.reduce(1, *)))
+    }
+
     /// A scalar (shape `[]`).
     public init(scalar: Float) { self.init(repeating: scalar, shape: []) }
 

@@ -24,9 +24,41 @@ public struct TrainingProgress: Codable, Equatable, Sendable {
     public var stoppedEarly = false
     /// Generator states of randomised layers (dropout, stochastic depth) by layer path.
     public var generators: [String: SeededGenerator] = [:]
+    /// Samples trained on so far in the epoch in progress (fewer than its order with --drop-last or skipped files);
+    /// −1 in progress read from a checkpoint written before it was kept (the trainer then derives it from `batch`).
+    public var epochSamples = 0
+    /// Samples of the epoch in progress left out because they could not be loaded (--skip-bad-files), and the
+    /// first few of their files.
+    public var epochSkipped = 0
+    public var epochSkippedFiles: [String] = []
+    /// How many skipped files are named in progress, metrics and notes.
+    public static let skippedFilesKept = 5
 
     /// A fresh run.
     public init() {}
+}
+
+extension TrainingProgress {
+    /// Decodes progress saved by any version: keys that are missing take their fresh-run values.
+    public init(from decoder: Decoder) throws {
+        let container = try decoder.container(keyedBy: CodingKeys.self)
+        self.init()
+        epoch = try container.decodeIfPresent(Int.self, forKey: .epoch) ?? epoch
+        batch = try container.decodeIfPresent(Int.self, forKey: .batch) ?? batch
+        step = try container.decodeIfPresent(Int.self, forKey: .step) ?? step
+        lossSum = try container.decodeIfPresent(Double.self, forKey: .lossSum) ?? lossSum
+        correct = try container.decodeIfPresent(Int.self, forKey: .correct) ?? correct
+        history = try container.decodeIfPresent([EpochMetrics].self, forKey: .history) ?? history
+        bestMetric = try container.decodeIfPresent(Double.self, forKey: .bestMetric)
+        bestEpoch = try container.decodeIfPresent(Int.self, forKey: .bestEpoch)
+        plateau = try container.decodeIfPresent(ReduceOnPlateau.self, forKey: .plateau)
+        stoppedEarly = try container.decodeIfPresent(Bool.self, forKey: .stoppedEarly) ?? stoppedEarly
+        generators = try container.decodeIfPresent([String: SeededGenerator].self, forKey: .generators) ?? generators
+        // Checkpoints from before this count was kept trained on every sample of the order so far.
+        epochSamples = try container.decodeIfPresent(Int.self, forKey: .epochSamples) ?? -1
+        epochSkipped = try container.decodeIfPresent(Int.self, forKey: .epochSkipped) ?? 0
+        epochSkippedFiles = try container.decodeIfPresent([String].self, forKey: .epochSkippedFiles) ?? []
+    }
 }
 
 /// The checkpoint file: model and optimizer tensors plus options and progress, in one safetensors file

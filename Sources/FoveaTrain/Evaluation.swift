@@ -1,4 +1,5 @@
 import Foundation
+import FoveaData
 import FoveaNN
 import FoveaTensor
 
@@ -34,22 +35,37 @@ public final class MistakeCollector {
     }
 }
 
+/// Collects the samples an evaluation left out because they could not be loaded.
+public final class SkippedSampleCollector {
+    public private(set) var samples: [SkippedSample] = []
+    /// Creates an empty collector.
+    public init() {}
+
+    func add(_ skipped: [SkippedSample]) { samples += skipped }
+
+    /// Forgets what was collected (before the next evaluation).
+    public func reset() { samples = [] }
+}
+
+/// Runs `model` in evaluation mode without recording over all of `data` and builds the full report; with `skipped`,
+/// samples that cannot be loaded are left out (and collected there) instead of stopping with their error.
 public func evaluate(model: Layer, on data: ImageClassificationSet, batchSize: Int, split: String,
-                     mistakes: MistakeCollector? = nil, workers: Int = 0) throws -> ClassificationReport {
+                     mistakes: MistakeCollector? = nil, workers: Int = 0,
+                     skipped: SkippedSampleCollector? = nil) throws -> ClassificationReport {
     model.eval()
     defer { model.train() }
     let classCount = data.info.classCount
     var confusion = ConfusionMatrix(classCount: classCount)
     var top5 = TopKAccuracy(k: min(5, classCount))
     var lossSum = 0.0
-    let indices = Array(0..<data.count)
-    let stream = data.loader(batchSize: batchSize, workers: workers, train: false).batches(order: indices, epoch: 0)
+    var evaluated = 0
+    let stream = data.loader(batchSize: batchSize, workers: workers, train: false, skipBadSamples: skipped != nil)
+        .batches(order: Array(0..<data.count), epoch: 0)
     defer { stream.stop() }
     try Autodiff.withoutRecording {
-        var start = 0
-        while let (images, labels) = try stream.next() {
-            let slice = indices[start..<(start + labels.count)]
-            start += labels.count
+        while let batch = try stream.nextBatch() {
+            let (images, labels, slice) = (batch.images, batch.labels, batch.indices)
+            evaluated += labels.count
             let logits = try model(images)
             guard logits.shape == [slice.count, classCount] else {
                 throw TensorError.shapeMismatch(operation: "evaluate", expected: "logits (\(slice.count), \(classCount))",
@@ -74,6 +90,7 @@ public func evaluate(model: Layer, on data: ImageClassificationSet, batchSize: I
             }
         }
     }
-    return ClassificationReport(dataset: data.info.name, split: split, loss: lossSum / Double(max(indices.count, 1)),
+    skipped?.add(stream.skipped)
+    return ClassificationReport(dataset: data.info.name, split: split, loss: lossSum / Double(max(evaluated, 1)),
                                 confusion: confusion, top5: top5, classNames: data.info.classNames)
 }

@@ -20,12 +20,17 @@ public struct EpochMetrics: Codable, Equatable, Sendable {
     /// Test figures of the moving average of the weights, when one is kept.
     public var emaTestLoss: Double?
     public var emaTestAccuracy: Double?
+    /// With --skip-bad-files: samples of this epoch's training and test passes that could not be loaded and were left
+    /// out, and the first few of their files (nil when none was).
+    public var skippedSamples: Int?
+    public var skippedFiles: [String]?
 
     enum CodingKeys: String, CodingKey {
         case epoch, seconds
         case trainLoss = "train_loss", trainAccuracy = "train_accuracy", testLoss = "test_loss"
         case testAccuracy = "test_accuracy", learningRate = "lr", imagesPerSecond = "images_per_second"
         case emaTestLoss = "ema_test_loss", emaTestAccuracy = "ema_test_accuracy"
+        case skippedSamples = "skipped_samples", skippedFiles = "skipped_files"
     }
 }
 
@@ -189,10 +194,13 @@ public struct ImageClassificationSet: Sendable {
         }
     }
 
-    /// A loader over this set: training batches are augmented (`train`), evaluation batches are not.
-    public func loader(batchSize: Int, workers: Int, train: Bool) -> DataLoader {
+    /// A loader over this set: training batches are augmented (`train`), evaluation batches are not; `dropLast`
+    /// drops an epoch's short last batch, `skipBadSamples` leaves samples that fail to load out of their batch.
+    public func loader(batchSize: Int, workers: Int, train: Bool, dropLast: Bool = false,
+                       skipBadSamples: Bool = false) -> DataLoader {
         let set = self
-        return DataLoader(sampleShape: sampleShape, batchSize: batchSize, workers: workers) { index, epoch, destination in
+        return DataLoader(sampleShape: sampleShape, batchSize: batchSize, workers: workers, dropLast: dropLast,
+                          skipBadSamples: skipBadSamples) { index, epoch, destination in
             try set.sample(index, epoch: train ? epoch : nil, into: destination)
         }
     }
@@ -268,8 +276,10 @@ public final class Trainer {
             .randomResizedCrop(size: size, scale: 0.08...1, ratio: (3.0 / 4)...(4.0 / 3)), .horizontalFlip(probability: 0.5),
         ], shape: [3, size, size], info: info, mean: mean, std: std)
         trainSet.seed = options.seed
-        let testSet = ImageClassificationSet(folder: validation, transforms: ImageClassificationSet.evaluationTransforms(size: size),
+        trainSet.pixelLimit = options.maximumImagePixels
+        var testSet = ImageClassificationSet(folder: validation, transforms: ImageClassificationSet.evaluationTransforms(size: size),
                                              shape: [3, size, size], info: info, mean: mean, std: std)
+        testSet.pixelLimit = options.maximumImagePixels
         let limited = { (set: ImageClassificationSet, limit: Int?) in limit.map { set.prefix($0) } ?? set }
         return (limited(trainSet, options.limitTrain), limited(testSet, options.limitTest))
     }
@@ -312,9 +322,17 @@ public final class Trainer {
                                 progress: state)
         }
 
-        let batchesPerEpoch = (train.count + options.batchSize - 1) / options.batchSize
         let workers = options.workers ?? (train.isFolder ? 2 : 0)
-        let trainLoader = train.loader(batchSize: options.batchSize, workers: workers, train: true)
+        let trainLoader = train.loader(batchSize: options.batchSize, workers: workers, train: true,
+                                       dropLast: options.dropLast, skipBadSamples: options.skipBadFiles)
+        let batchesPerEpoch = trainLoader.batchCount(samples: train.count)
+        guard batchesPerEpoch > 0 else {
+            throw TrainingError.invalidOption("--drop-last with \(train.count) training samples and --batch-size "
+                                              + "\(options.batchSize) leaves no batch to train on")
+        }
+        if state.epochSamples < 0 { state.epochSamples = state.batch * options.batchSize }
+        // Test samples skipped in the epoch's evaluation (training ones are counted in `state`).
+        let skippedInTest = options.skipBadFiles ? SkippedSampleCollector() : nil
         let updatesPerEpoch = (batchesPerEpoch + options.accumulationSteps - 1) / options.accumulationSteps
         let schedule = options.learningRateSchedule(stepsPerEpoch: updatesPerEpoch)
         var lastReport: ClassificationReport?
@@ -325,12 +343,14 @@ public final class Trainer {
             let order = train.order(epoch: epoch, seed: options.seed, shuffle: true)
             let start = Date()
             var learningRate = optimizer.learningRate
-            let batchCount = (order.count + options.batchSize - 1) / options.batchSize
+            let batchCount = trainLoader.batchCount(samples: order.count)
             let stream = trainLoader.batches(order: order, epoch: epoch, startBatch: state.batch)
             defer { stream.stop() }
-            while let (images, labels) = try stream.next() {
-                let batchStart = state.batch * options.batchSize
-                let indices = order[batchStart..<(batchStart + labels.count)]
+            let skippedBefore = state.epochSkipped
+            while let batch = try stream.nextBatch() {
+                let (images, labels) = (batch.images, batch.labels)
+                // A batch whose samples were all skipped is passed over by the stream.
+                state.batch = batch.number
                 let update = (epoch - 1) * updatesPerEpoch + state.batch / options.accumulationSteps
                 let scheduleStep = options.scheduleUnit == "epoch" ? epoch - 1 : update
                 learningRate = schedule.learningRate(base: options.learningRate, step: scheduleStep)
@@ -344,13 +364,16 @@ public final class Trainer {
                                                  clipGradientNorm: options.clipGradientNorm,
                                                  accumulation: (state.batch - group, groupSize), step: state.step, epoch: epoch)
                 try average?.update(from: model)
-                state.lossSum += Double(loss) * Double(indices.count)
+                state.lossSum += Double(loss) * Double(labels.count)
                 state.correct += hits
                 state.step += 1
                 state.batch += 1
-                let done = batchStart + indices.count
+                state.epochSamples += labels.count
+                noteSkipped(stream.skipped.dropFirst(state.epochSkipped - skippedBefore), in: &state)
+                let done = min(state.batch * options.batchSize, order.count)
                 progress.step(epoch: epoch, of: options.epochs, done: done, total: order.count,
-                              loss: state.lossSum / Double(done), accuracy: Double(state.correct) / Double(done), started: start)
+                              loss: state.lossSum / Double(max(state.epochSamples, 1)),
+                              accuracy: Double(state.correct) / Double(max(state.epochSamples, 1)), started: start)
                 // Only between accumulation groups: partial gradient sums are not part of a checkpoint.
                 if let every = options.checkpointEvery, state.step % every == 0, state.batch < batchCount,
                    state.batch % options.accumulationSteps == 0 {
@@ -358,26 +381,39 @@ public final class Trainer {
                 }
                 if let killAfterStep, state.step == killAfterStep { kill(getpid(), SIGKILL) }
             }
+            // Batches skipped whole after the last one trained count as well.
+            noteSkipped(stream.skipped.dropFirst(state.epochSkipped - skippedBefore), in: &state)
             let seconds = Date().timeIntervalSince(start)
             let collector = MistakeCollector(limit: 24)
+            skippedInTest?.reset()
             let report = try evaluate(model: model, on: test, batchSize: options.evaluationBatchSize, split: "test",
-                                      mistakes: collector, workers: workers)
+                                      mistakes: collector, workers: workers, skipped: skippedInTest)
             lastReport = report
             lastMistakes = collector.mistakes
             let averagedReport = try average?.withAveragedWeights(in: model) {
                 try evaluate(model: model, on: test, batchSize: options.evaluationBatchSize, split: "test")
             }
-            let metrics = EpochMetrics(epoch: epoch, trainLoss: state.lossSum / Double(order.count),
-                                       trainAccuracy: Double(state.correct) / Double(order.count),
+            let trained = Double(max(state.epochSamples, 1))
+            var metrics = EpochMetrics(epoch: epoch, trainLoss: state.lossSum / trained,
+                                       trainAccuracy: Double(state.correct) / trained,
                                        testLoss: report.loss ?? .nan, testAccuracy: report.accuracy,
                                        learningRate: Double(learningRate), seconds: seconds,
-                                       imagesPerSecond: Double(order.count) / seconds,
+                                       imagesPerSecond: Double(state.epochSamples) / seconds,
                                        emaTestLoss: averagedReport?.loss, emaTestAccuracy: averagedReport?.accuracy)
+            let testSkipped = skippedInTest?.samples ?? []
+            if state.epochSkipped + testSkipped.count > 0 {
+                metrics.skippedSamples = state.epochSkipped + testSkipped.count
+                metrics.skippedFiles = Array((state.epochSkippedFiles + testSkipped.map { $0.path ?? "sample \($0.index)" })
+                    .prefix(TrainingProgress.skippedFilesKept))
+                progress.note("epoch \(epoch): left out \(state.epochSkipped) training and \(testSkipped.count) test samples "
+                              + "that could not be loaded, e.g. \(metrics.skippedFiles?.joined(separator: ", ") ?? "")")
+            }
             state.history.append(metrics)
             state.epoch += 1
             state.batch = 0
             state.lossSum = 0
             state.correct = 0
+            (state.epochSamples, state.epochSkipped, state.epochSkippedFiles) = (0, 0, [])
             if state.plateau != nil {
                 state.plateau?.record(options.monitor == "test_accuracy" ? report.accuracy : (report.loss ?? .infinity))
             }
@@ -432,6 +468,16 @@ public final class Trainer {
             files.append(output.file(Self.bestCheckpointName))
         }
         return TrainingResult(model: model, history: state.history, report: report, files: files)
+    }
+}
+
+/// Counts samples left out of training batches into the epoch's progress, keeping the first few of their files.
+func noteSkipped(_ skipped: some Sequence<SkippedSample>, in state: inout TrainingProgress) {
+    for sample in skipped {
+        state.epochSkipped += 1
+        if state.epochSkippedFiles.count < TrainingProgress.skippedFilesKept {
+            state.epochSkippedFiles.append(sample.path ?? "sample \(sample.index)")
+        }
     }
 }
 

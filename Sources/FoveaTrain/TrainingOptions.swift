@@ -70,6 +70,13 @@ public struct TrainingOptions: Codable, Equatable, Sendable {
     public var workers: Int?
     /// Batch size for evaluation passes.
     public var evaluationBatchSize = 1000
+    /// Drop each epoch's last training batch when it is smaller than `batchSize`.
+    public var dropLast = false
+    /// Leave samples whose files cannot be loaded out of their batch (counted and named in metrics and progress)
+    /// instead of stopping with the file's error.
+    public var skipBadFiles = false
+    /// Image folders: largest width × height accepted from an image header.
+    public var maximumImagePixels = ImageDecoder.defaultPixelLimit
 
     /// Default options (LeNet-5 on Fashion-MNIST, SGD 0.05 with momentum 0.9, cosine schedule).
     public init() {}
@@ -118,6 +125,9 @@ public struct TrainingOptions: Codable, Equatable, Sendable {
         plateauPatience = try container.decodeIfPresent(Int.self, forKey: .plateauPatience) ?? defaults.plateauPatience
         validationDirectory = try container.decodeIfPresent(String.self, forKey: .validationDirectory) ?? defaults.validationDirectory
         evaluationBatchSize = try container.decodeIfPresent(type(of: defaults.evaluationBatchSize), forKey: .evaluationBatchSize) ?? defaults.evaluationBatchSize
+        dropLast = try container.decodeIfPresent(Bool.self, forKey: .dropLast) ?? defaults.dropLast
+        skipBadFiles = try container.decodeIfPresent(Bool.self, forKey: .skipBadFiles) ?? defaults.skipBadFiles
+        maximumImagePixels = try container.decodeIfPresent(Int.self, forKey: .maximumImagePixels) ?? defaults.maximumImagePixels
     }
 
     enum CodingKeys: String, CodingKey {
@@ -130,6 +140,7 @@ public struct TrainingOptions: Codable, Equatable, Sendable {
         case limitTrain = "limit_train", limitTest = "limit_test", outputDirectory = "output"
         case evaluationBatchSize = "eval_batch_size", checkpointEvery = "checkpoint_every", monitor
         case imageSize = "image_size", validationDirectory = "val_dir", plateauPatience = "plateau_patience"
+        case dropLast = "drop_last", skipBadFiles = "skip_bad_files", maximumImagePixels = "max_image_pixels"
         case workers, augmentations = "augment", accumulationSteps = "accumulate", tensorboardDirectory = "tensorboard", emaDecay = "ema_decay", earlyStoppingPatience = "early_stopping_patience"
     }
 
@@ -165,6 +176,7 @@ public struct TrainingOptions: Codable, Equatable, Sendable {
         if plateauPatience < 0 { return "--plateau-patience must not be negative" }
         if imageSize < 8 { return "--image-size must be at least 8" }
         if let workers, workers < 0 || workers > 64 { return "--workers must be in 0…64" }
+        if maximumImagePixels < 1 { return "--max-image-pixels must be at least 1 (got \(maximumImagePixels))" }
         if accumulationSteps < 1 { return "--accumulate must be at least 1" }
         if let emaDecay, !(0..<1).contains(emaDecay) { return "--ema-decay must be in [0, 1)" }
         if let earlyStoppingPatience, earlyStoppingPatience < 1 { return "--early-stopping must be at least 1" }

@@ -56,6 +56,14 @@ struct Train: ParsableCommand {
     @Option(name: .customLong("val-dir"), help: "Image folders: validation folder (default DIR/val).") var valDir: String?
     @Option(name: .customLong("image-size"), help: "Image folders: side of the square input (default 224).") var imageSize: Int?
     @Option(help: "Data-loading threads (default: 0 for in-memory datasets, 2 for image folders).") var workers: Int?
+    @Flag(name: .customLong("drop-last"), help: "Drop each epoch's last training batch when it is smaller than --batch-size.")
+    var dropLast = false
+    @Flag(name: .customLong("skip-bad-files"),
+          help: "Leave images that cannot be loaded out of their batch and go on; each epoch reports how many and which (progress, metrics.jsonl skipped_samples / skipped_files). Without it such a file stops the run with its path.")
+    var skipBadFiles = false
+    @Option(name: .customLong("max-image-pixels"),
+            help: "Image folders: reject images whose header claims more than N pixels (default \(ImageDecoder.defaultPixelLimit)).")
+    var maxImagePixels: Int?
     @Option(name: .customLong("random-crop"), help: "Augment: zero-pad by N pixels and crop back at a random place.")
     var randomCrop: Int?
     @Flag(name: .customLong("horizontal-flip"), help: "Augment: mirror left–right with probability 0.5.") var horizontalFlip = false
@@ -97,6 +105,9 @@ struct Train: ParsableCommand {
         if dataDir != nil { o.dataDirectory = dataDir }
         if valDir != nil { o.validationDirectory = valDir }
         if workers != nil { o.workers = workers }
+        if dropLast { o.dropLast = true }
+        if skipBadFiles { o.skipBadFiles = true }
+        set(maxImagePixels, \.maximumImagePixels)
         set(imageSize, \.imageSize)
         set(plateauPatience, \.plateauPatience)
         if clipGradNorm != nil { o.clipGradientNorm = clipGradNorm }
