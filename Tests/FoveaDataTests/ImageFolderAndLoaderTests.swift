@@ -40,9 +40,31 @@ struct ImageFolderAndLoaderTests {
         #expect(throws: DatasetError.emptyFolder(path: empty, what: "class sub-folders")) { try ImageFolder(root: empty) }
     }
 
-    func loader(workers: Int, failAt: Int? = nil) -> DataLoader {
-        DataLoader(sampleShape: [1, 2, 2], batchSize: 3, workers: workers, prefetch: 2) { index, epoch, destination in
-            if index == failAt { throw DatasetError.badSample(index: index, path: "/data/\(index).png", reason: "damaged") }
+    @Test("20,000 files are indexed by name alone, none decoded")
+    func largeFolder() throws {
+        let root = try scratchDirectory("folder-large")
+        defer { try? FileManager.default.removeItem(atPath: root) }
+        // Every file is empty, so not one is an image: indexing that decoded them would fail.
+        for label in 0..<20 {
+            let folder = root + "/class\(label)"
+            try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
+            for n in 0..<1_000 where !FileManager.default.createFile(atPath: folder + "/\(n).jpg", contents: nil) {
+                throw DatasetError.unreadableFile(path: folder + "/\(n).jpg", reason: "cannot create a test file")
+            }
+        }
+        let folder = try ImageFolder(root: root)
+        #expect(folder.count == 20_000 && folder.classNames.count == 20)
+        // Names sort as strings: class0, class1, class10 … class19, class2 … class9; 0.jpg, 1.jpg, 10.jpg … 999.jpg.
+        #expect(folder.classNames[2] == "class10" && folder.classNames[19] == "class9")
+        #expect(folder.samples[19_999].label == 19 && folder.samples[19_999].path.hasSuffix("/class9/999.jpg"))
+        #expect(folder.samples[1_000].label == 1 && folder.samples[1_000].path.hasSuffix("/class1/0.jpg"))
+        #expect(throws: ImageError.empty(path: folder.samples[0].path)) { try ImageDecoder.decode(path: folder.samples[0].path) }
+    }
+
+    func loader(workers: Int, failAt: Set<Int> = [], dropLast: Bool = false, skip: Bool = false) -> DataLoader {
+        DataLoader(sampleShape: [1, 2, 2], batchSize: 3, workers: workers, prefetch: 2, dropLast: dropLast,
+                   skipBadSamples: skip) { index, epoch, destination in
+            if failAt.contains(index) { throw DatasetError.badSample(index: index, path: "/data/\(index).png", reason: "damaged") }
             // A random value per (epoch, index), as an augmentation would draw.
             var generator = SeededGenerator(seed: 7, stream: UInt64(epoch), UInt64(index))
             for i in 0..<4 { destination[i] = Float(index) + generator.nextUniform() }
@@ -73,7 +95,7 @@ struct ImageFolderAndLoaderTests {
 
     @Test("a failing sample surfaces with its index and path, and the workers stop", arguments: [0, 2])
     func failure(workers: Int) throws {
-        let stream = loader(workers: workers, failAt: 7).batches(order: Array(0..<12), epoch: 0)
+        let stream = loader(workers: workers, failAt: [7]).batches(order: Array(0..<12), epoch: 0)
         var delivered = 0
         do {
             while try stream.next() != nil { delivered += 1 }
@@ -83,6 +105,41 @@ struct ImageFolderAndLoaderTests {
         }
         #expect(delivered == 2)
         stream.stop()
+    }
+
+    @Test("dropLast leaves out the short last batch only", arguments: [0, 2])
+    func dropLast(workers: Int) throws {
+        let order = Array(0..<11)
+        let kept = try collect(loader(workers: workers, dropLast: true).batches(order: order, epoch: 1))
+        let all = try collect(loader(workers: workers).batches(order: order, epoch: 1))
+        #expect(all.count == 4 && kept == Array(all.prefix(3)))
+        #expect(loader(workers: 0, dropLast: true).batchCount(samples: 11) == 3)
+        #expect(try collect(loader(workers: workers, dropLast: true).batches(order: Array(0..<2), epoch: 1)).isEmpty)
+    }
+
+    @Test("skipped samples leave their batch, whole failed batches are passed over, the same for any workers")
+    func skipping() throws {
+        // Batches of 3 over 0..<12: sample 4 fails, and all of batch 2 (6, 7, 8).
+        let bad: Set<Int> = [4, 6, 7, 8]
+        func run(_ workers: Int) throws -> ([Batch], [SkippedSample]) {
+            let stream = loader(workers: workers, failAt: bad, skip: true).batches(order: Array(0..<12), epoch: 5)
+            var batches: [Batch] = []
+            while let batch = try stream.nextBatch() { batches.append(batch) }
+            return (batches, stream.skipped)
+        }
+        let (reference, skipped) = try run(0)
+        #expect(reference.map(\.number) == [0, 1, 3])
+        #expect(reference.map(\.indices) == [[0, 1, 2], [3, 5], [9, 10, 11]])
+        #expect(reference.map(\.labels) == [[0, 1, 2], [3, 0], [4, 0, 1]])
+        #expect(reference[1].skipped.map(\.index) == [4] && reference[1].images.shape == [2, 1, 2, 2])
+        #expect(skipped.map(\.index) == [4, 6, 7, 8] && skipped.allSatisfy { $0.path == "/data/\($0.index).png" })
+        // Row 1 of batch 1 holds sample 5's values, moved up over the skipped sample 4.
+        #expect(try reference[1].images.toArray()[4] >= 5 && reference[1].images.toArray()[4] < 6)
+        for workers in [1, 2, 4] {
+            let (batches, again) = try run(workers)
+            #expect(try batches.map { try $0.images.toArray() } == reference.map { try $0.images.toArray() })
+            #expect(batches.map(\.indices) == reference.map(\.indices) && again == skipped)
+        }
     }
 
     @Test("dropping a stream early does not hang")
