@@ -45,6 +45,9 @@ public enum ImageError: Error, CustomStringConvertible, Equatable, Sendable {
 public enum ImageDecoder {
     /// Default limit on width × height, as PIL's decompression-bomb guard.
     public static let defaultPixelLimit = 89_478_485
+    /// Largest image file read into memory (1 GiB; a PNG of the default pixel limit at 16 bits per channel, stored
+    /// without compression, stays below it).
+    public static let fileSizeLimit = 1 << 30
 
     /// Reads and decodes the file at `path` as grey (`channels == 1`) or RGB (any other value).
     public static func decode(path: String, channels: Int = 3, pixelLimit: Int = defaultPixelLimit) throws -> DecodedImage {
@@ -52,14 +55,16 @@ public enum ImageDecoder {
         let count = try readFile(path, into: buffers.file)
         let image = try decodeInterleaved(UnsafeRawBufferPointer(start: buffers.file.pointer, count: count), path: path,
                                           grey: channels == 1, pixelLimit: pixelLimit, buffers: buffers)
+        defer { buffers.trim() }
         return image.planar()
     }
 
     /// Decodes bytes already in memory as grey (`channels == 1`) or RGB (any other value); `path` names them in errors.
     public static func decode(_ bytes: [UInt8], path: String, channels: Int = 3, pixelLimit: Int = defaultPixelLimit) throws -> DecodedImage {
-        try bytes.withUnsafeBytes { raw in
-            try decodeInterleaved(raw, path: path, grey: channels == 1, pixelLimit: pixelLimit, buffers: DecodeBuffers.current)
-                .planar()
+        let buffers = DecodeBuffers.current
+        defer { buffers.trim() }
+        return try bytes.withUnsafeBytes { raw in
+            try decodeInterleaved(raw, path: path, grey: channels == 1, pixelLimit: pixelLimit, buffers: buffers).planar()
         }
     }
 
@@ -71,6 +76,9 @@ public enum ImageDecoder {
         var status = stat()
         guard fstat(descriptor, &status) == 0 else { throw ImageError.unreadable(path: path, reason: String(cString: strerror(errno))) }
         guard (status.st_mode & S_IFMT) == S_IFREG else { throw ImageError.unreadable(path: path, reason: "not a regular file") }
+        guard status.st_size <= fileSizeLimit else {
+            throw ImageError.unreadable(path: path, reason: "\(status.st_size) bytes, more than the \(fileSizeLimit)-byte limit for image files")
+        }
         // One byte more than the size: a file that grew since fstat is read to its end all the same.
         var capacity = Int(status.st_size) + 1
         var length = 0
@@ -220,6 +228,11 @@ final class DecodeBuffers {
     func jpegHandle() -> tjhandle? {
         if handle == nil { handle = tjInitDecompress() }
         return handle
+    }
+
+    /// Frees buffers grown past 64 MiB by an unusually large image, so a thread does not keep that much for good.
+    func trim() {
+        for buffer in [file, pixels, resample.intermediate] where buffer.capacity > 64 << 20 { buffer.release() }
     }
 
     /// Destroys the decompressor (after an error), so the next image starts from a fresh one.

@@ -52,6 +52,7 @@ public struct ImagePipeline: Sendable {
     func load(path: String, into destination: UnsafeMutablePointer<Float>,
               plan makePlan: (_ height: Int, _ width: Int) -> ResamplePlan?) throws -> Bool {
         let buffers = DecodeBuffers.current
+        defer { buffers.trim() }
         var clock = LoaderProfile.Clock()
         let length = try ImageDecoder.readFile(path, into: buffers.file)
         clock.lap(.read)

@@ -178,6 +178,13 @@ final class ReusableBuffer<Element> {
         return pointer
     }
 
+    /// Gives the memory back (the next `reserve` allocates afresh).
+    func release() {
+        pointer.deallocate()
+        pointer = UnsafeMutablePointer<Element>.allocate(capacity: 1)
+        capacity = 0
+    }
+
     deinit { pointer.deallocate() }
 }
 
