@@ -54,15 +54,22 @@ struct BadImageFileTests {
             ("huge.png", hugePNG, { $0 == .tooManyPixels(path: directory + "/huge.png", width: 10_000, height: 10_000, limit: 89_478_485) }),
             ("huge.jpg", hugeJPEG, { $0 == .tooManyPixels(path: directory + "/huge.jpg", width: 10_000, height: 10_000, limit: 89_478_485) }),
             ("folder.jpg", nil, { if case .unreadable = $0 { true } else { false } }),
+            ("sparse.jpg", nil, { if case let .unreadable(_, reason) = $0 { reason.contains("limit") } else { false } }),
             ("missing.png", nil, { if case .unreadable = $0 { true } else { false } }),
         ]
         for case let (name, bytes?, _) in files { _ = try writeFile(bytes, directory, name) }
+        // A JPEG start followed by a hole: 1 GiB + 1 bytes long without using the disk, refused before it is read.
+        let sparse = try writeFile(Array(jpeg.prefix(20)), directory, "sparse.jpg")
+        guard truncate(sparse, off_t(ImageDecoder.fileSizeLimit + 1)) == 0 else {
+            throw ImageError.unreadable(path: sparse, reason: "cannot make the sparse test file")
+        }
         return (directory, files.map { ($0.0, $0.2) })
     }
 
     @Test("each bad file is a typed error naming it, from the decoder and from the fused pipeline, and later files decode")
     func typedErrors() throws {
         let (directory, files) = try Self.makeFiles()
+        defer { try? FileManager.default.removeItem(atPath: directory) }
         let good = try writeFile(encodeJPEG(texturedImage(width: 30, height: 20), width: 30, height: 20, format: TJPF_RGB,
                                             subsampling: TJSAMP_420), directory, "good.jpg")
         let pipeline = try #require(ImagePipeline(transforms: [.resize(height: 8, width: 8)], shape: [3, 8, 8], mean: [0.5], std: [0.5]))
