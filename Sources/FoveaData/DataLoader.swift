@@ -66,6 +66,7 @@ public struct SkippedSample: Equatable, Sendable {
 public struct Batch {
     /// Samples as N×C×H×W floats.
     public var images: Tensor
+    /// Their labels, in batch order.
     public var labels: [Int32]
     /// Dataset indices of the samples, in batch order.
     public var indices: [Int]

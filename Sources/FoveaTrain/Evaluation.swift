@@ -37,6 +37,7 @@ public final class MistakeCollector {
 
 /// Collects the samples an evaluation left out because they could not be loaded.
 public final class SkippedSampleCollector {
+    /// The samples left out, in the order their batches were reached.
     public private(set) var samples: [SkippedSample] = []
     /// Creates an empty collector.
     public init() {}
