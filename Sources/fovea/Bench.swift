@@ -37,12 +37,13 @@ struct Bench: ParsableCommand {
             process's high-water mark after the workload. Workloads: \(workloads.map(\.name).joined(separator: ", ")).
 
             \(ImageFolderWorkload.name) (run only when named, with --data-dir DIR holding class folders of images, as
-            ../shared/bench/torch_dataload.py): two shuffled epochs of DIR through the training pipeline of
+            ../shared/bench/torch_dataload.py): --epochs shuffled epochs of DIR through the training pipeline of
             `fovea train --dataset imagefolder` (RandomResizedCrop(224), horizontal flip, ImageNet normalisation),
-            batches of 64 on --workers threads; prints images/s over both epochs, per epoch, and the peak RSS.
+            batches of 64 on --workers threads; prints images/s over all epochs and per epoch, and the peak RSS.
+            With FOVEA_PROFILE set it also prints the CPU time per image of reading, decoding and resampling.
             """)
 
-    @Option(name: .customLong("workload"), help: "Workloads to run (default: all).") var selected: [String] = []
+    @Option(name: .customLong("workload"), help: "Workloads to run (default: all model workloads).") var selected: [String] = []
     @Option(help: "Minimum timed seconds per measurement.") var seconds: Double = 8
     @Option(help: "The machine's peak GFLOP/s, for the utilisation column.") var peak: Double = 205
     @Option(name: .customLong("data-dir"), help: "Class folders of images for \(ImageFolderWorkload.name).") var dataDir: String?
