@@ -55,6 +55,24 @@ struct ModelZooTests {
         }
     }
 
+    /// torchvision's documented GFLOPS (multiply-adds ×1e-9 at the weights' evaluation size), from its model pages.
+    static let documentedGigaMultiplyAdds: [(String, Double)] = [
+        ("alexnet", 0.71), ("googlenet", 1.50), ("resnet18", 1.81), ("resnet50", 4.09), ("resnext50_32x4d", 4.23),
+        ("mobilenet_v2", 0.30), ("mobilenet_v3_large", 0.22), ("efficientnet_b0", 0.39), ("efficientnet_b1", 0.69),
+    ]
+
+    @Test("multiply-adds at the default input size are within 1 % of torchvision's documented figure",
+          arguments: documentedGigaMultiplyAdds)
+    func multiplyAdds(_ name: String, _ documented: Double) throws {
+        let entry = try ModelZoo.entry(name)
+        let model = try entry.build(1000, 3)
+        model.eval()
+        let input = Tensor.zeros([1] + entry.inputSize)
+        let counted = try OperationCounter.countMultiplyAdds { _ = try Autodiff.withoutRecording { try model(input) } }
+        // The documented figures have two decimals, so allow their rounding on top of the 1 %.
+        #expect(abs(Double(counted) / 1e9 - documented) <= 0.01 * documented + 0.005, "\(name): \(Double(counted) / 1e9) G")
+    }
+
     @Test("unknown names are a typed error listing the known ones")
     func unknown() {
         #expect(throws: ModelZooError.unknownModel(name: "resnet9000", known: ModelZoo.names)) {
