@@ -41,6 +41,7 @@ public final class MBConv: ModeDependentLayer, RandomizedLayer {
     }
 
     public func callAsFunction(_ x: Tensor) throws -> Tensor {
+        if residual && !isTraining { return try block(x, adding: x) }
         let y = try block(x)
         guard residual else { return y }
         let kept = isTraining ? try dropSamples(y, probability: stochasticDepth, generator: &generator) : y

@@ -34,7 +34,7 @@ struct Bench: ParsableCommand {
             inference runs in evaluation mode without the tape. Each figure is the median over repeats after
             one warm-up, repeated for at least --seconds and 3 times. GFLOP/s counts 2 FLOPs per multiply-add
             of convolutions and fully connected layers (training: 3× the forward pass). Peak RSS is the
-            process's high-water mark after the workload. Workloads: \(workloads.map(\.name).joined(separator: ", ")).
+            process's resident-memory high-water mark during the workload (reset before each). Workloads: \(workloads.map(\.name).joined(separator: ", ")).
             """)
 
     @Option(name: .customLong("workload"), help: "Workloads to run (default: all).") var selected: [String] = []
@@ -55,8 +55,15 @@ struct Bench: ParsableCommand {
     }
 
     func measure(_ workload: Workload) throws {
+        // Each workload's peak memory on its own: give back what earlier workloads pooled and reset the
+        // kernel's high-water mark of this process (Linux: writing 5 to /proc/self/clear_refs).
+        Tensor.releasePooledMemory()
+        try? "5".write(toFile: "/proc/self/clear_refs", atomically: false, encoding: .utf8)
         Initialization.seed(0)
-        let model = try ModelZoo.make(workload.model, classCount: workload.classes, inputChannels: workload.input[0])
+        // torch_anchor.py's CIFAR ResNet has projection shortcuts (option B); run the same network.
+        let model = workload.name == "resnet20_32"
+            ? try CIFARResNet(depth: 20, classCount: workload.classes, inputChannels: workload.input[0], shortcut: .projection)
+            : try ModelZoo.make(workload.model, classCount: workload.classes, inputChannels: workload.input[0])
         var generator = SeededGenerator(seed: 1)
         func randomBatch(_ n: Int) throws -> Tensor {
             let shape = [n] + workload.input
@@ -83,9 +90,7 @@ struct Bench: ParsableCommand {
         let inferenceRate = Double(workload.inferenceBatch) / inferenceTime
         let trainGFLOPs = trainRate * Double(multiplyAdds) * 6 / 1e9
         let inferenceGFLOPs = inferenceRate * Double(multiplyAdds) * 2 / 1e9
-        var usage = rusage()
-        getrusage(RUSAGE_SELF.rawValue, &usage)
-        let peakMB = Double(usage.ru_maxrss) / 1024
+        let peakMB = peakResidentMegabytes()
         if json {
             let object: [String: Any] = [
                 "workload": workload.name, "framework": "fovea", "train_batch": workload.trainBatch,
@@ -103,6 +108,18 @@ struct Bench: ParsableCommand {
                          workload.name as NSString, trainRate, trainRepeats, trainGFLOPs, trainGFLOPs / peak * 100,
                          inferenceRate, inferenceRepeats, inferenceGFLOPs, peakMB))
         }
+    }
+
+    /// The process's resident-memory high-water mark (VmHWM, reset per workload), or `getrusage`'s if unreadable.
+    func peakResidentMegabytes() -> Double {
+        if let status = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8),
+           let line = status.split(separator: "\n").first(where: { $0.hasPrefix("VmHWM:") }),
+           let kilobytes = Double(line.split(separator: " ").dropFirst().first ?? "") {
+            return kilobytes / 1024
+        }
+        var usage = rusage()
+        getrusage(RUSAGE_SELF.rawValue, &usage)
+        return Double(usage.ru_maxrss) / 1024
     }
 
     /// Median seconds of `body` over repeats after one warm-up call, for at least `seconds` and 3 repeats.
