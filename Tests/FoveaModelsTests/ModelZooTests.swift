@@ -73,6 +73,16 @@ struct ModelZooTests {
         #expect(abs(Double(counted) / 1e9 - documented) <= 0.01 * documented + 0.005, "\(name): \(Double(counted) / 1e9) G")
     }
 
+    @Test("CIFAR ResNet-20 with projection shortcuts (option B) has torch_anchor.py's 272,474 parameters and runs")
+    func projectionShortcuts() throws {
+        // Option A (0.27M in He et al. Table 6) plus two 1×1 projections with batch norm: 16·32 + 2·32 and 32·64 + 2·64.
+        let model = try CIFARResNet(depth: 20, classCount: 10, inputChannels: 3, shortcut: .projection)
+        #expect(model.parameterCount == 272_474)
+        #expect(model.parameterCount - (try CIFARResNet(depth: 20)).parameterCount == 16 * 32 + 2 * 32 + 32 * 64 + 2 * 64)
+        let logits = try Autodiff.withoutRecording { try model(Tensor.zeros([2, 3, 32, 32])) }
+        #expect(logits.shape == [2, 10])
+    }
+
     @Test("unknown names are a typed error listing the known ones")
     func unknown() {
         #expect(throws: ModelZooError.unknownModel(name: "resnet9000", known: ModelZoo.names)) {
