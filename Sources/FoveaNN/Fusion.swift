@@ -1,7 +1,14 @@
+import Foundation
 import FoveaTensor
 
 // Inference fusion (DESIGN §2: fold batch norm, fuse activations and residual additions as oneDNN post-ops).
 // Training runs the same layers one by one, so gradients and batch statistics are unchanged.
+
+/// Inference fusion switch: on, unless the environment sets `FOVEA_NO_FUSION` (to measure what fusion gains, or to
+/// rule it out when debugging).
+public enum InferenceFusion {
+    public static let isEnabled = ProcessInfo.processInfo.environment["FOVEA_NO_FUSION"] == nil
+}
 
 extension Conv2D {
     /// `activation(norm(self(x)) + residual)`, with every part optional.
@@ -11,7 +18,7 @@ extension Conv2D {
     /// post-ops. Otherwise the layers run one after the other, exactly as without fusion.
     public func callAsFunction(_ x: Tensor, normalizedBy norm: BatchNorm2D?, adding residual: Tensor? = nil,
                                activation: Activation? = nil) throws -> Tensor {
-        guard !Autodiff.isRecording, !(norm?.isTraining ?? false) else {
+        guard InferenceFusion.isEnabled, !Autodiff.isRecording, !(norm?.isTraining ?? false) else {
             var y = try self(x)
             if let norm { y = try norm(y) }
             if let residual { y = try y + residual }
@@ -59,7 +66,7 @@ extension Sequential {
     /// convolution → batch norm → activation become single fused convolutions, and the residual addition is fused
     /// into the last convolution when the chain ends in one without an activation.
     public func callAsFunction(_ x: Tensor, adding residual: Tensor?) throws -> Tensor {
-        guard !Autodiff.isRecording else {
+        guard InferenceFusion.isEnabled, !Autodiff.isRecording else {
             var y = x
             for layer in layers { y = try layer(y) }
             return try residual.map { try y + $0 } ?? y

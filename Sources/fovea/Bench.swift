@@ -35,15 +35,31 @@ struct Bench: ParsableCommand {
             one warm-up, repeated for at least --seconds and 3 times. GFLOP/s counts 2 FLOPs per multiply-add
             of convolutions and fully connected layers (training: 3× the forward pass). Peak RSS is the
             process's resident-memory high-water mark during the workload (reset before each). Workloads: \(workloads.map(\.name).joined(separator: ", ")).
+            With --model NAME… (or --model all): zoo models at their default input size, batch --batch-size (default 8).
             """)
 
-    @Option(name: .customLong("workload"), help: "Workloads to run (default: all).") var selected: [String] = []
+    @Option(name: .customLong("workload"), parsing: .upToNextOption, help: "Workloads to run (default: all).") var selected: [String] = []
     @Option(help: "Minimum timed seconds per measurement.") var seconds: Double = 8
     @Option(help: "The machine's peak GFLOP/s, for the utilisation column.") var peak: Double = 205
     @Flag(help: "One JSON object per workload.") var json = false
+    @Option(name: .customLong("model"), parsing: .upToNextOption,
+            help: "Instead of the workloads: zoo models at their default input size (`fovea models`), or `all`.")
+    var models: [String] = []
+    @Option(name: .customLong("batch-size"), help: "With --model: the training and inference batch size.") var batchSize = 8
 
     func run() throws {
         try runReportingErrors {
+            if !models.isEmpty {
+                guard batchSize > 0 else { throw TrainingError.invalidOption("--batch-size must be positive") }
+                let entries = try models == ["all"] ? ModelZoo.entries : models.map { try ModelZoo.entry($0) }
+                for entry in entries {
+                    let classes = ["LeNet", "CIFARResNet"].contains(entry.family) ? 10 : 1000
+                    try measure(Workload(name: entry.name, model: entry.name, classes: classes, input: entry.inputSize,
+                                         trainBatch: batchSize, inferenceBatch: batchSize))
+                }
+                if KernelProfile.enabled { FileHandle.standardError.write(Data((KernelProfile.summary() + "\n").utf8)) }
+                return
+            }
             for name in selected where !workloads.contains(where: { $0.name == name }) {
                 throw TrainingError.invalidOption("unknown workload '\(name)'; known: \(workloads.map(\.name).joined(separator: ", "))")
             }
@@ -51,6 +67,7 @@ struct Bench: ParsableCommand {
             for workload in workloads where selected.isEmpty || selected.contains(workload.name) {
                 try measure(workload)
             }
+            if KernelProfile.enabled { FileHandle.standardError.write(Data((KernelProfile.summary() + "\n").utf8)) }
         }
     }
 
