@@ -1,12 +1,13 @@
 import Foundation
 import FoveaTensor
 
-// Inference fusion (DESIGN §2: fold batch norm, fuse activations and residual additions as oneDNN post-ops).
-// Training runs the same layers one by one, so gradients and batch statistics are unchanged.
+// Kernel fusion (DESIGN §2): in inference, batch norm folded into convolutions and activations and residual additions
+// as oneDNN post-ops; in training, batch norm + ReLU as one primitive.
+// Everything else in training runs the layers one by one.
 
-/// Inference fusion switch: on, unless the environment sets `FOVEA_NO_FUSION` (to measure what fusion gains, or to
+/// Fusion switch (inference: folded batch norm and post-ops; training: batch norm + ReLU): on, unless the environment sets `FOVEA_NO_FUSION` (to measure what fusion gains, or to
 /// rule it out when debugging).
-public enum InferenceFusion {
+public enum KernelFusion {
     public static let isEnabled = ProcessInfo.processInfo.environment["FOVEA_NO_FUSION"] == nil
 }
 
@@ -18,9 +19,13 @@ extension Conv2D {
     /// post-ops. Otherwise the layers run one after the other, exactly as without fusion.
     public func callAsFunction(_ x: Tensor, normalizedBy norm: BatchNorm2D?, adding residual: Tensor? = nil,
                                activation: Activation? = nil) throws -> Tensor {
-        guard InferenceFusion.isEnabled, !Autodiff.isRecording, !(norm?.isTraining ?? false) else {
+        guard KernelFusion.isEnabled, !Autodiff.isRecording, !(norm?.isTraining ?? false) else {
             var y = try self(x)
-            if let norm { y = try norm(y) }
+            if let norm {
+                // Training: batch norm and a directly following ReLU run as one primitive.
+                if residual == nil && activation == .relu && KernelFusion.isEnabled { return try norm(y, fusingReLU: true) }
+                y = try norm(y)
+            }
             if let residual { y = try y + residual }
             return try activation.map { try activate(y, $0) } ?? y
         }
@@ -66,9 +71,20 @@ extension Sequential {
     /// convolution → batch norm → activation become single fused convolutions, and the residual addition is fused
     /// into the last convolution when the chain ends in one without an activation.
     public func callAsFunction(_ x: Tensor, adding residual: Tensor?) throws -> Tensor {
-        guard InferenceFusion.isEnabled, !Autodiff.isRecording else {
+        guard KernelFusion.isEnabled, !Autodiff.isRecording else {
             var y = x
-            for layer in layers { y = try layer(y) }
+            var index = 0
+            while index < layers.count {
+                // Training: batch norm and a directly following ReLU run as one primitive.
+                if KernelFusion.isEnabled, let norm = layers[index] as? BatchNorm2D, index + 1 < layers.count,
+                   let next = layers[index + 1] as? ActivationLayer, next.activation == .relu {
+                    y = try norm(y, fusingReLU: true)
+                    index += 2
+                } else {
+                    y = try layers[index](y)
+                    index += 1
+                }
+            }
             return try residual.map { try y + $0 } ?? y
         }
         var y = x

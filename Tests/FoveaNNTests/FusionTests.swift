@@ -86,3 +86,38 @@ struct FusionTests {
         #expect(conv.weight.grad != nil && norm.weight.grad != nil)
     }
 }
+
+@Suite("Training fusion")
+struct TrainingFusionTests {
+    @Test("batch norm + ReLU as one primitive: same output, running statistics and gradients as the two layers",
+          arguments: [[4, 16, 6, 5], [3, 5, 7, 7], [6, 8, 1, 1]])
+    func batchNormReLU(_ shape: [Int]) throws {
+        var generator = SeededGenerator(seed: 21)
+        let input = try FusionTests.random(shape, &generator)
+        let upstream = try FusionTests.random(shape, &generator)
+        var results: [(output: [Float], input: [Float], scale: [Float], shift: [Float], mean: [Float])] = []
+        for fused in [false, true] {
+            let norm = try FusionTests.batchNorm(shape[1], &generator)
+            norm.weight.value = try Tensor(shape: [shape[1]], values: (0..<shape[1]).map { 0.5 + Float($0) / 10 })
+            norm.bias.value = try Tensor(shape: [shape[1]], values: (0..<shape[1]).map { Float($0 % 3) * 0.2 - 0.2 })
+            norm.runningMean.value = Tensor.zeros([shape[1]])
+            norm.isTraining = true
+            var inputGradient: Tensor?
+            let tracked = input.trackingGradient { inputGradient = try $0.reordered(to: .plain) }
+            let y = fused ? try norm(tracked, fusingReLU: true) : try relu(norm(tracked))
+            try y.backward(seed: upstream)
+            results.append((try y.toArray(), try #require(inputGradient).toArray(), try #require(norm.weight.grad).toArray(),
+                            try #require(norm.bias.grad).toArray(), try norm.runningMean.value.toArray()))
+        }
+        func close(_ a: [Float], _ b: [Float]) -> Bool {
+            let scale = max(b.map(abs).max() ?? 0, 1e-6)
+            return zip(a, b).allSatisfy { abs($0 - $1) / scale < 1e-5 }
+        }
+        #expect(results[0].output.contains { $0 == 0 } && results[0].output.contains { $0 > 0 }, "the ReLU must cut somewhere")
+        #expect(close(results[1].output, results[0].output))
+        #expect(close(results[1].input, results[0].input))
+        #expect(close(results[1].scale, results[0].scale))
+        #expect(close(results[1].shift, results[0].shift))
+        #expect(close(results[1].mean, results[0].mean))
+    }
+}
