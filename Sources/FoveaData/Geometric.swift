@@ -101,15 +101,18 @@ public enum Geometric {
         let (channels, height, width) = (image.channels, image.height, image.width)
         var pixels = [UInt8](repeating: fill, count: image.pixels.count)
         guard m.count == 6, height > 0, width > 0 else { return image }
-        let halfWidth = Double(width) / 2, halfHeight = Double(height) / 2, fillValue = Float(fill)
+        // Float steps in torchvision's order (matrix rows over half sizes, grid_sample's unnormalisation), so that
+        // nearest sampling rounds the same way at the points that fall almost halfway between pixels.
+        let halfWidth = Float(width) * 0.5, halfHeight = Float(height) * 0.5, fillValue = Float(fill)
+        let row0 = (0..<3).map { Float(m[$0]) / halfWidth }, row1 = (3..<6).map { Float(m[$0]) / halfHeight }
         image.pixels.withUnsafeBufferPointer { source in
             pixels.withUnsafeMutableBufferPointer { target in
                 for y in 0..<height {
-                    let yb = Double(y) + 0.5 - halfHeight
+                    let yb = -halfHeight + 0.5 + Float(y)
                     for x in 0..<width {
-                        let xb = Double(x) + 0.5 - halfWidth
-                        let sx = m[0] * xb + m[1] * yb + m[2] + halfWidth - 0.5
-                        let sy = m[3] * xb + m[4] * yb + m[5] + halfHeight - 0.5
+                        let xb = -halfWidth + 0.5 + Float(x)
+                        let gx = xb * row0[0] + yb * row0[1] + row0[2], gy = xb * row1[0] + yb * row1[1] + row1[2]
+                        let sx = ((gx + 1) * Float(width) - 1) / 2, sy = ((gy + 1) * Float(height) - 1) / 2
                         guard sx.isFinite, sy.isFinite, abs(sx) < 1e9, abs(sy) < 1e9 else { continue }
                         switch interpolation {
                         case .nearest:
@@ -118,7 +121,7 @@ public enum Geometric {
                             for c in 0..<channels { target[(c * height + y) * width + x] = source[(c * height + iy) * width + ix] }
                         case .bilinear:
                             let x0 = Int(sx.rounded(.down)), y0 = Int(sy.rounded(.down))
-                            let fx = Float(sx - Double(x0)), fy = Float(sy - Double(y0))
+                            let fx = sx - Float(x0), fy = sy - Float(y0)
                             // Weights of the four taps; a tap outside the image weighs zero (grid_sample's zero padding).
                             let inX0 = x0 >= 0 && x0 < width, inX1 = x0 + 1 >= 0 && x0 + 1 < width
                             let inY0 = y0 >= 0 && y0 < height, inY1 = y0 + 1 >= 0 && y0 + 1 < height

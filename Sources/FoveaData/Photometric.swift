@@ -63,22 +63,23 @@ public enum Photometric {
         return gray.withUnsafeBufferPointer { g in blend(image, ratio: factor) { _, i in Float(g[i]) } }
     }
 
-    /// Hue rotated by `shift` turns (−0.5…0.5) in HSV space, truncated back to bytes: torchvision `adjust_hue`.
+    /// Hue rotated by `shift` turns (−0.5…0.5) in HSV space, back to bytes as ⌊255.999·x⌋: torchvision `adjust_hue`.
     public static func adjustHue(_ image: DecodedImage, shift: Double) -> DecodedImage {
         guard image.channels >= 3 else { return image }
         var result = image
-        let plane = image.height * image.width, delta = Float(shift)
+        // torch divides by a scalar as a multiplication by its reciprocal.
+        let plane = image.height * image.width, delta = Float(shift), inverse = 1 / Float(255)
         image.pixels.withUnsafeBufferPointer { p in
             result.pixels.withUnsafeMutableBufferPointer { out in
                 for i in 0..<plane {
-                    let r = Float(p[i]) / 255, g = Float(p[plane + i]) / 255, b = Float(p[2 * plane + i]) / 255
+                    let r = Float(p[i]) * inverse, g = Float(p[plane + i]) * inverse, b = Float(p[2 * plane + i]) * inverse
                     var (h, s, v) = hsv(r, g, b)
                     h = (h + delta).truncatingRemainder(dividingBy: 1)
                     if h < 0 { h += 1 }
                     let (r2, g2, b2) = rgb(h, s, v)
-                    out[i] = UInt8(max(0, min(255, r2 * 255)))
-                    out[plane + i] = UInt8(max(0, min(255, g2 * 255)))
-                    out[2 * plane + i] = UInt8(max(0, min(255, b2 * 255)))
+                    out[i] = UInt8(max(0, min(255, r2 * 255.999)))
+                    out[plane + i] = UInt8(max(0, min(255, g2 * 255.999)))
+                    out[2 * plane + i] = UInt8(max(0, min(255, b2 * 255.999)))
                 }
             }
         }
@@ -93,7 +94,7 @@ public enum Photometric {
         // Distance of each channel from the maximum, in units of chroma; the sector offset picks the hue.
         let (rc, gc, bc) = ((high - r) / chroma, (high - g) / chroma, (high - b) / chroma)
         let sector: Float = high == r ? bc - gc : (high == g ? 2 + rc - bc : 4 + gc - rc)
-        var hue = (sector / 6 + 1).truncatingRemainder(dividingBy: 1)
+        var hue = (sector * (1 / Float(6)) + 1).truncatingRemainder(dividingBy: 1)
         if hue < 0 { hue += 1 }
         return (hue, saturation, high)
     }
