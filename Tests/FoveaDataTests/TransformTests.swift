@@ -102,6 +102,13 @@ struct TransformTests {
         #expect(decoded == transform)
     }
 
+    @Test("augmentations saved by earlier checkpoints (the old Augmentation cases) still decode")
+    func earlierCheckpoints() throws {
+        let json = #"[{"randomCrop":{"padding":4}},{"horizontalFlip":{"probability":0.5}},{"verticalFlip":{"probability":0.25}}]"#
+        let decoded = try JSONDecoder().decode([ImageTransform].self, from: Data(json.utf8))
+        #expect(decoded == [.randomCrop(padding: 4), .horizontalFlip(probability: 0.5), .verticalFlip(probability: 0.25)])
+    }
+
     @Test("drawn parameters stay within their configured ranges")
     func ranges() {
         var generator = SeededGenerator(seed: 7)
