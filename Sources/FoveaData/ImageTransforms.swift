@@ -57,6 +57,7 @@ public enum ImageTransform: Equatable, Sendable, Codable, CustomStringConvertibl
         }
     }
 
+    /// A short readable form, e.g. `rotation(-30.0…30.0°, nearest, fill 0)`.
     public var description: String {
         func range(_ r: ClosedRange<Double>) -> String { "\(r.lowerBound)…\(r.upperBound)" }
         switch self {
@@ -213,9 +214,11 @@ public enum ImageTransform: Equatable, Sendable, Codable, CustomStringConvertibl
         public var angle: Double
         /// Whole-pixel translation (x, y): round(uniform(−t·size, t·size)).
         public var translate: (Int, Int)
+        /// Scale factor about the centre.
         public var scale: Double
         /// Shear in degrees (x, y).
         public var shear: (Double, Double)
+        /// Equal when every drawn value is.
         public static func == (a: Self, b: Self) -> Bool {
             a.angle == b.angle && a.translate == b.translate && a.scale == b.scale && a.shear == b.shear
         }
@@ -237,8 +240,11 @@ public enum ImageTransform: Equatable, Sendable, Codable, CustomStringConvertibl
     /// The parameters ColorJitter draws for one image: an order of the four adjustments (0 brightness, 1 contrast,
     /// 2 saturation, 3 hue) and each factor, nil where the configured strength is 0.
     public struct ColorJitterParameters: Equatable, Sendable {
+        /// The adjustments in the order they are applied.
         public var order: [Int]
+        /// Brightness, contrast and saturation factors and the hue shift (turns).
         public var brightness: Double?, contrast: Double?, saturation: Double?, hue: Double?
+        /// Parameters with the given order and factors (nil: that adjustment is skipped).
         public init(order: [Int] = [0, 1, 2, 3], brightness: Double? = nil, contrast: Double? = nil, saturation: Double? = nil,
                     hue: Double? = nil) {
             (self.order, self.brightness, self.contrast, self.saturation, self.hue) = (order, brightness, contrast, saturation, hue)
@@ -308,6 +314,7 @@ public enum TransformError: Error, CustomStringConvertible, Equatable, Sendable 
     /// on a colour dataset), which the model's input cannot take.
     case channelCountChanged(transforms: String, expected: Int, found: Int)
 
+    /// One sentence naming the transform and what is wrong.
     public var description: String {
         switch self {
         case let .invalidParameter(transform, parameter, reason): return "Transform \(transform): \(parameter) \(reason)."
