@@ -54,8 +54,9 @@ public struct ImageClassificationSet: Sendable {
     /// Per-channel normalisation of pixels scaled to [0, 1]: (p/255 − mean) / std.
     public let mean: [Float]
     public let std: [Float]
-    /// Byte-level augmentations applied to in-memory training samples (never in evaluation).
-    public var augmentations: [Augmentation] = []
+    /// Transforms applied to in-memory training samples (never in evaluation); random erasing acts last, on the
+    /// normalised sample.
+    public var augmentations: [ImageTransform] = []
     /// Seeds each sample's augmentation generator together with (epoch, index).
     public var seed: UInt64 = 0
 
@@ -122,15 +123,19 @@ public struct ImageClassificationSet: Sendable {
         switch source {
         case let .memory(images):
             let size = images.sampleSize
-            var sample = Array(images.pixels[(index * size)..<((index + 1) * size)])
+            var image = DecodedImage(channels: images.channels, height: images.height, width: images.width,
+                                     pixels: Array(images.pixels[(index * size)..<((index + 1) * size)]))
             if epoch != nil {
-                for augmentation in augmentations {
-                    augmentation.apply(&sample, channels: images.channels, height: images.height, width: images.width,
-                                       generator: &generator)
+                for transform in augmentations { image = transform.apply(image, generator: &generator) }
+                if image.channels != images.channels {
+                    throw TransformError.channelCountChanged(transforms: augmentations.map(\.description).joined(separator: ", "),
+                                                             expected: images.channels, found: image.channels)
+                }
+                if image.height != images.height || image.width != images.width {
+                    image = Resize.bilinear(image, height: images.height, width: images.width)
                 }
             }
-            return (DecodedImage(channels: images.channels, height: images.height, width: images.width, pixels: sample),
-                    images.labels[index])
+            return (image, images.labels[index])
         case let .folder(folder, transforms, shape):
             let (path, label) = folder.samples[index]
             var image: DecodedImage
@@ -138,6 +143,10 @@ public struct ImageClassificationSet: Sendable {
                 throw DatasetError.badSample(index: index, path: path, reason: "\(error)")
             }
             for transform in transforms where epoch != nil || !transform.isRandom { image = transform.apply(image, generator: &generator) }
+            if image.channels != shape[0] {
+                throw TransformError.channelCountChanged(transforms: transforms.map(\.description).joined(separator: ", "),
+                                                         expected: shape[0], found: image.channels)
+            }
             if image.height != shape[1] || image.width != shape[2] { image = Resize.bilinear(image, height: shape[1], width: shape[2]) }
             return (image, label)
         }
@@ -163,7 +172,25 @@ public struct ImageClassificationSet: Sendable {
             let table = normalisationTables[c]
             for i in 0..<plane { destination[c * plane + i] = table[Int(image.pixels[c * plane + i])] }
         }
+        if let epoch { erase(destination, channels: image.channels, height: image.height, width: image.width, index: index, epoch: epoch) }
         return label
+    }
+
+    /// Random erasing of the normalised training sample, where torchvision applies it: its zero is the mean colour.
+    /// Its generator is a stream of its own, so erasing does not shift the draws of the byte transforms.
+    func erase(_ destination: UnsafeMutablePointer<Float>, channels: Int, height: Int, width: Int, index: Int, epoch: Int) {
+        let transforms: [ImageTransform]
+        switch source {
+        case .memory: transforms = augmentations
+        case let .folder(_, folderTransforms, _): transforms = folderTransforms
+        }
+        var generator = SeededGenerator(seed: seed, stream: UInt64(epoch), UInt64(index), 0xE7A5E)
+        for case let .randomErasing(probability, scale, ratio, randomValue) in transforms {
+            guard let region = RandomErasing.drawRegion(height: height, width: width, probability: probability, scale: scale,
+                                                        ratio: ratio, generator: &generator) else { continue }
+            RandomErasing.erase(destination, channels: channels, height: height, width: width, region: region,
+                                randomValue: randomValue, generator: &generator)
+        }
     }
 
     /// Per channel: the normalised value of each byte, (p/255 − mean)/std.
@@ -236,7 +263,8 @@ public final class Trainer {
         return (trainSet, ImageClassificationSet(images: test, info: info, mean: mean, std: std))
     }
 
-    /// ImageNet-style `train/` and `val/` folders (or `--val-dir`): random-resized crops and flips for training,
+    /// ImageNet-style `train/` and `val/` folders (or `--val-dir`): random-resized crops and flips, then
+    /// `options.augmentations`, for training;
     /// shorter side to size·256/224 and a centre crop for evaluation, ImageNet's mean and standard deviation.
     func loadImageFolders() throws -> (train: ImageClassificationSet, test: ImageClassificationSet) {
         guard let root = options.dataDirectory else {
@@ -253,7 +281,7 @@ public final class Trainer {
         let (mean, std): ([Float], [Float]) = ([0.485, 0.456, 0.406], [0.229, 0.224, 0.225])
         var trainSet = ImageClassificationSet(folder: train, transforms: [
             .randomResizedCrop(size: size, scale: 0.08...1, ratio: (3.0 / 4)...(4.0 / 3)), .horizontalFlip(probability: 0.5),
-        ], shape: [3, size, size], info: info, mean: mean, std: std)
+        ] + options.augmentations, shape: [3, size, size], info: info, mean: mean, std: std)
         trainSet.seed = options.seed
         let testSet = ImageClassificationSet(folder: validation, transforms: ImageClassificationSet.evaluationTransforms(size: size),
                                              shape: [3, size, size], info: info, mean: mean, std: std)

@@ -55,8 +55,9 @@ public struct TrainingOptions: Codable, Equatable, Sendable {
     public var monitor = "test_accuracy"
     /// Write TensorBoard event files (loss, accuracy, learning rate per epoch) to this directory.
     public var tensorboardDirectory: String?
-    /// Training-time augmentations, applied in order to each training sample.
-    public var augmentations: [Augmentation] = []
+    /// Training-time transforms, applied in order to each training sample (after the random-resized crop and flip
+    /// of image folders); random erasing acts last, on the normalised sample.
+    public var augmentations: [ImageTransform] = []
     /// Sum gradients over this many batches before each optimizer step.
     public var accumulationSteps = 1
     /// Also write the last checkpoint every N optimizer steps (it is always written at epoch ends).
@@ -169,6 +170,9 @@ public struct TrainingOptions: Codable, Equatable, Sendable {
         if let emaDecay, !(0..<1).contains(emaDecay) { return "--ema-decay must be in [0, 1)" }
         if let earlyStoppingPatience, earlyStoppingPatience < 1 { return "--early-stopping must be at least 1" }
         if !["test_accuracy", "test_loss"].contains(monitor) { return "--monitor must be test_accuracy or test_loss" }
+        for transform in augmentations {
+            do { try transform.validate() } catch { return "\(error)" }
+        }
         return nil
     }
 
