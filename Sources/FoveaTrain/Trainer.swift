@@ -332,6 +332,7 @@ public final class Trainer {
         let trainLoader = train.loader(batchSize: options.batchSize, workers: workers, train: true)
         let updatesPerEpoch = (batchesPerEpoch + options.accumulationSteps - 1) / options.accumulationSteps
         let schedule = options.learningRateSchedule(stepsPerEpoch: updatesPerEpoch)
+        let mixing = try options.batchMixing()
         var lastReport: ClassificationReport?
         var lastMistakes: [Mistake] = []
         while state.epoch <= options.epochs && !state.stoppedEarly {
@@ -354,8 +355,12 @@ public final class Trainer {
                 // The last group of an epoch may be shorter than --accumulate.
                 let group = state.batch / options.accumulationSteps * options.accumulationSteps
                 let groupSize = min(options.accumulationSteps, batchCount - group)
-                let (loss, hits) = try trainStep(model: model, optimizer: optimizer, images: images, labels: labels,
-                                                 labelSmoothing: options.labelSmoothing,
+                // MixUp/CutMix, drawn from (seed, epoch, batch); evaluation batches are never mixed.
+                let (inputs, targets) = try mixedBatch(images: images, labels: labels, mixing: mixing,
+                                                       classCount: train.info.classCount, labelSmoothing: options.labelSmoothing,
+                                                       seed: options.seed, epoch: epoch, batch: state.batch)
+                let (loss, hits) = try trainStep(model: model, optimizer: optimizer, images: inputs, labels: labels,
+                                                 targets: targets, labelSmoothing: options.labelSmoothing,
                                                  clipGradientNorm: options.clipGradientNorm,
                                                  accumulation: (state.batch - group, groupSize), step: state.step, epoch: epoch)
                 try average?.update(from: model)
@@ -456,14 +461,23 @@ public final class Trainer {
 /// With gradient accumulation (`accumulation.count > 1`), gradients of `count` consecutive batches are summed
 /// (each loss scaled by 1/count) and the optimizer steps after the batch with `index == count − 1`.
 /// A non-finite gradient stops with `TrainingError.nonFiniteGradient` naming the parameter, before any update.
-public func trainStep(model: Layer, optimizer: Optimizer, images: Tensor, labels: [Int32], labelSmoothing: Float = 0,
-                      clipGradientNorm maximumNorm: Float? = nil, accumulation: (index: Int, count: Int) = (0, 1),
+///
+/// With soft `targets` (N, classes) — MixUp/CutMix, label smoothing already folded in — the loss is the cross-entropy
+/// against them and `labelSmoothing` is not applied again; a prediction then counts as correct when it equals the
+/// arg-max of its target row (the first on ties), which is the sample's own label whenever λ > ½.
+public func trainStep(model: Layer, optimizer: Optimizer, images: Tensor, labels: [Int32], targets: Tensor? = nil,
+                      labelSmoothing: Float = 0, clipGradientNorm maximumNorm: Float? = nil,
+                      accumulation: (index: Int, count: Int) = (0, 1),
                       step: Int, epoch: Int) throws -> (loss: Float, correct: Int) {
+    func classificationLoss(_ logits: Tensor) throws -> Tensor {
+        if let targets { return try crossEntropy(logits: logits, targets: targets) }
+        return try crossEntropy(logits: logits, labels: labels, labelSmoothing: labelSmoothing)
+    }
     let logits = try model(images)
-    var loss = try crossEntropy(logits: logits, labels: labels, labelSmoothing: labelSmoothing)
+    var loss = try classificationLoss(logits)
     if let auxiliary = model as? any AuxiliaryClassifierModel {
         for head in auxiliary.auxiliaryLogits {
-            let headLoss = try crossEntropy(logits: head, labels: labels, labelSmoothing: labelSmoothing)
+            let headLoss = try classificationLoss(head)
             loss = try loss + headLoss.scaled(by: auxiliary.auxiliaryLossWeight)
         }
     }
@@ -478,7 +492,7 @@ public func trainStep(model: Layer, optimizer: Optimizer, images: Tensor, labels
         if let maximumNorm { try clipGradientNorm(optimizer.parameters, maximumNorm: maximumNorm) }
         try optimizer.step()
     }
-    let correct = try countCorrect(logits: logits, labels: labels)
+    let correct = try countCorrect(logits: logits, labels: targets.map(dominantClasses) ?? labels)
     return (value, correct)
 }
 

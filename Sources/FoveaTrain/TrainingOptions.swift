@@ -40,6 +40,12 @@ public struct TrainingOptions: Codable, Equatable, Sendable {
     public var milestones: [Int] = []
     public var stepGamma: Float = 0.1
     public var labelSmoothing: Float = 0
+    /// MixUp and CutMix (batch-level): α of each one's Beta(α, α) for λ, 0 turning it off; the probability that a batch
+    /// is mixed; the probability of CutMix rather than MixUp when both are on. Soft targets carry `labelSmoothing`.
+    public var mixUpAlpha = 0.0
+    public var cutMixAlpha = 0.0
+    public var mixProbability = 1.0
+    public var mixSwitchProbability = 0.5
     public var seed: UInt64 = 0
     /// Use only the first N training samples.
     public var limitTrain: Int?
@@ -103,6 +109,10 @@ public struct TrainingOptions: Codable, Equatable, Sendable {
         milestones = try container.decodeIfPresent(type(of: defaults.milestones), forKey: .milestones) ?? defaults.milestones
         stepGamma = try container.decodeIfPresent(type(of: defaults.stepGamma), forKey: .stepGamma) ?? defaults.stepGamma
         labelSmoothing = try container.decodeIfPresent(type(of: defaults.labelSmoothing), forKey: .labelSmoothing) ?? defaults.labelSmoothing
+        mixUpAlpha = try container.decodeIfPresent(type(of: defaults.mixUpAlpha), forKey: .mixUpAlpha) ?? defaults.mixUpAlpha
+        cutMixAlpha = try container.decodeIfPresent(type(of: defaults.cutMixAlpha), forKey: .cutMixAlpha) ?? defaults.cutMixAlpha
+        mixProbability = try container.decodeIfPresent(type(of: defaults.mixProbability), forKey: .mixProbability) ?? defaults.mixProbability
+        mixSwitchProbability = try container.decodeIfPresent(type(of: defaults.mixSwitchProbability), forKey: .mixSwitchProbability) ?? defaults.mixSwitchProbability
         seed = try container.decodeIfPresent(type(of: defaults.seed), forKey: .seed) ?? defaults.seed
         limitTrain = try container.decodeIfPresent(Int.self, forKey: .limitTrain) ?? defaults.limitTrain
         limitTest = try container.decodeIfPresent(Int.self, forKey: .limitTest) ?? defaults.limitTest
@@ -125,6 +135,7 @@ public struct TrainingOptions: Codable, Equatable, Sendable {
         case model, dataset, epochs, optimizer, nesterov, schedule, seed
         case dataDirectory = "data_dir", batchSize = "batch_size", learningRate = "lr", momentum, weightDecay = "weight_decay"
         case stepEpochs = "step_epochs", stepGamma = "gamma", labelSmoothing = "label_smoothing", milestones
+        case mixUpAlpha = "mixup", cutMixAlpha = "cutmix", mixProbability = "mix_prob", mixSwitchProbability = "mix_switch_prob"
         case beta1, beta2, epsilon = "eps", rmspropAlpha = "rmsprop_alpha", rmspropTensorFlow = "rmsprop_tf"
         case weightDecayPolicy = "weight_decay_policy", clipGradientNorm = "clip_grad_norm", scheduleUnit = "schedule_unit"
         case warmupEpochs = "warmup_epochs"
@@ -160,6 +171,12 @@ public struct TrainingOptions: Codable, Equatable, Sendable {
         if schedule == "multistep" && milestones.isEmpty { return "--schedule multistep needs --milestones" }
         if stepEpochs < 1 { return "--step-epochs must be at least 1" }
         if labelSmoothing < 0 || labelSmoothing >= 1 { return "--label-smoothing must be in [0, 1)" }
+        if !(mixUpAlpha >= 0 && mixUpAlpha.isFinite) { return "--mixup must be a finite α ≥ 0, 0 for off (got \(mixUpAlpha))" }
+        if !(cutMixAlpha >= 0 && cutMixAlpha.isFinite) { return "--cutmix must be a finite α ≥ 0, 0 for off (got \(cutMixAlpha))" }
+        if !(0...1).contains(mixProbability) { return "--mix-probability must be in [0, 1] (got \(mixProbability))" }
+        if !(0...1).contains(mixSwitchProbability) {
+            return "--mix-switch-probability must be in [0, 1] (got \(mixSwitchProbability))"
+        }
         if let limitTrain, limitTrain < 1 { return "--limit-train must be at least 1" }
         if let limitTest, limitTest < 1 { return "--limit-test must be at least 1" }
         if let checkpointEvery, checkpointEvery < 1 { return "--checkpoint-every must be at least 1" }

@@ -20,6 +20,12 @@ struct Train: ParsableCommand {
 
             Augmentation flags act on training samples only, with torchvision's semantics; on image folders they
             follow the random-resized crop and flip. --random-erasing acts last, on the normalised sample.
+
+            --mixup ALPHA and --cutmix ALPHA (Zhang et al. 2018, Yun et al. 2019; torchvision's MixUp and CutMix) mix
+            each training batch with itself rolled by one sample, λ ~ Beta(ALPHA, ALPHA): MixUp blends whole images,
+            CutMix pastes a box of the partner image; the targets become the two one-hot labels weighted by λ and by
+            the pasted area (then label-smoothed). The loss is the cross-entropy against those soft targets, and a training prediction
+            counts as correct when it equals their arg-max. Evaluation is never mixed.
             """)
 
     @Option(help: "A named set of options (see above); flags given override it.") var recipe: String?
@@ -56,6 +62,18 @@ struct Train: ParsableCommand {
     var milestones: [Int] = []
     @Option(help: "Decay factor for step and multistep; per-epoch factor for exponential.") var gamma: Float?
     @Option(name: .customLong("label-smoothing"), help: "Label smoothing ε for the cross-entropy loss.") var labelSmoothing: Float?
+    @Option(help: ArgumentHelp("MixUp: α of Beta(α, α) for the blending weight λ (e.g. 0.2); 0 is off.", valueName: "ALPHA"))
+    var mixup: Double?
+    @Option(help: ArgumentHelp("CutMix: α of Beta(α, α) for the kept share λ of each image (e.g. 1.0); 0 is off.",
+                               valueName: "ALPHA"))
+    var cutmix: Double?
+    @Option(name: .customLong("mix-probability"),
+            help: ArgumentHelp("Probability that a training batch is mixed (default 1).", valueName: "P"))
+    var mixProbability: Double?
+    @Option(name: .customLong("mix-switch-probability"),
+            help: ArgumentHelp("With --mixup and --cutmix: probability that a mixed batch uses CutMix rather than MixUp (default 0.5).",
+                               valueName: "P"))
+    var mixSwitchProbability: Double?
     @Option(name: .customLong("val-dir"), help: "Image folders: validation folder (default DIR/val).") var valDir: String?
     @Option(name: .customLong("image-size"), help: "Image folders: side of the square input (default 224).") var imageSize: Int?
     @Option(help: "Data-loading threads (default: 0 for in-memory datasets, 2 for image folders).") var workers: Int?
@@ -120,6 +138,8 @@ struct Train: ParsableCommand {
         set(weightDecayPolicy, \.weightDecayPolicy); set(accumulate, \.accumulationSteps); set(schedule, \.schedule)
         set(scheduleUnit, \.scheduleUnit); set(warmupEpochs, \.warmupEpochs); set(stepEpochs, \.stepEpochs)
         set(gamma, \.stepGamma); set(labelSmoothing, \.labelSmoothing); set(monitor, \.monitor); set(seed, \.seed)
+        set(mixup, \.mixUpAlpha); set(cutmix, \.cutMixAlpha); set(mixProbability, \.mixProbability)
+        set(mixSwitchProbability, \.mixSwitchProbability)
         if dataDir != nil { o.dataDirectory = dataDir }
         if valDir != nil { o.validationDirectory = valDir }
         if workers != nil { o.workers = workers }
