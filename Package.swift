@@ -33,7 +33,7 @@ let package = Package(
         ]),
         .testTarget(name: "FoveaTensorTests", dependencies: ["FoveaTensor"]),
         .testTarget(name: "FoveaNNTests", dependencies: ["FoveaNN", "FoveaOptim"]),
-        .testTarget(name: "FoveaDataTests", dependencies: ["FoveaData"]),
+        .testTarget(name: "FoveaDataTests", dependencies: ["FoveaData"], exclude: ["Fixtures"]),
         .testTarget(name: "FoveaModelsTests", dependencies: ["FoveaModels", "FoveaOptim", "FoveaTrain"]),
         .testTarget(name: "FoveaTrainTests", dependencies: ["FoveaTrain"]),
     ],

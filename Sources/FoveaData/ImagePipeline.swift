@@ -25,16 +25,26 @@ public struct ImagePipeline: Sendable {
     /// path then applies them one by one).
     public init?(transforms: [ImageTransform], shape: [Int], mean: [Float], std: [Float],
                  pixelLimit: Int = ImageDecoder.defaultPixelLimit) {
-        guard shape.count == 3, shape[0] == 1 || shape[0] == 3, shape[1] > 0, shape[2] > 0, !mean.isEmpty, !std.isEmpty
-        else { return nil }
+        guard shape.count == 3, shape[0] == 1 || shape[0] == 3, shape[1] > 0, shape[2] > 0, !mean.isEmpty, !std.isEmpty,
+              transforms.allSatisfy(Self.folds) else { return nil }
         // Geometry after a mirror would need the mirrored window; only trailing flips are folded.
-        if let flip = transforms.firstIndex(where: { if case .horizontalFlip = $0 { true } else { false } }),
-           !transforms[flip...].allSatisfy({ if case .horizontalFlip = $0 { true } else { false } }) {
+        let geometric = transforms.filter { if case .randomErasing = $0 { false } else { true } }
+        if let flip = geometric.firstIndex(where: { if case .horizontalFlip = $0 { true } else { false } }),
+           !geometric[flip...].allSatisfy({ if case .horizontalFlip = $0 { true } else { false } }) {
             return nil
         }
         (self.transforms, self.shape, self.pixelLimit) = (transforms, shape, pixelLimit)
         self.mean = SIMD4((0..<4).map { mean[min($0, mean.count - 1)] })
         self.std = SIMD4((0..<4).map { std[min($0, std.count - 1)] })
+    }
+
+    /// Whether the fused path reproduces `transform`: crops, bilinear resizes and horizontal flips (random erasing acts
+    /// later, on the normalised sample, so it is no byte transform here); anything else goes the general way.
+    static func folds(_ transform: ImageTransform) -> Bool {
+        switch transform {
+        case .randomResizedCrop, .resizeShorterSide, .centerCrop, .resize, .horizontalFlip, .randomErasing: return true
+        default: return false
+        }
     }
 
     /// Loads the image at `path` into `destination` (C×H×W floats), applying random transforms only when `augment`,
@@ -110,12 +120,14 @@ extension ResamplePlan {
         var resized: (height: Int, width: Int)?
         var output: Window = (0, 0, height, width)
         var flip = false
-        /// The centre size×size window of a region of `regionHeight` × `regionWidth`, as ImageTransform.centerCrop places it.
+        /// The centre size×size window of a region of `regionHeight` × `regionWidth`, as ImageTransform.centerCrop places it
+        /// (nil when it would pad).
         func centre(_ size: Int, _ regionHeight: Int, _ regionWidth: Int) -> (top: Int, left: Int)? {
             guard size <= regionHeight, size <= regionWidth else { return nil }
-            return (Int((Double(regionHeight - size) / 2).rounded()), Int((Double(regionWidth - size) / 2).rounded()))
+            return (Geometric.centeredOffset(side: regionHeight, size: size), Geometric.centeredOffset(side: regionWidth, size: size))
         }
-        for transform in transforms where augment || !transform.isRandom {
+        // As ImageTransform.apply: invalid transforms leave the image alone and draw nothing.
+        for transform in transforms where (augment || !transform.isRandom) && transform.problem == nil {
             switch transform {
             case let .randomResizedCrop(size, scale, ratio):
                 guard resized == nil else { return nil }
@@ -144,6 +156,10 @@ extension ResamplePlan {
                 }
             case let .horizontalFlip(probability):
                 if generator.nextDouble() < probability { flip.toggle() }
+            case .randomErasing:
+                continue
+            default:
+                return nil
             }
         }
         if output.height != shape.height || output.width != shape.width {

@@ -44,8 +44,9 @@ public final class SqueezeExcitation: Layer {
 
     public func callAsFunction(_ x: Tensor) throws -> Tensor {
         let squeezed = try adaptiveAvgPool2d(x, outputSize: [1, 1])
-        let excited = try fc2(activate(fc1(squeezed), activation))
-        let gate = try hardGate ? hardSigmoid(excited) : sigmoid(excited)
+        // In inference the activations run as post-ops of the 1×1 convolutions.
+        let hidden = try fc1(squeezed, normalizedBy: nil, activation: activation)
+        let gate = try hardGate ? hardSigmoid(fc2(hidden)) : fc2(hidden, normalizedBy: nil, activation: .sigmoid)
         return try multiplyChannels(x, by: gate.reshaped([x.shape[0], x.shape[1], 1, 1]))
     }
 }

@@ -51,9 +51,18 @@ public final class CIFARResNet: Layer {
     /// Widths of the three stages.
     public static let stageChannels = [16, 32, 64]
 
+    /// How a block's shortcut matches a change of width and resolution (He et al. 2015, §3.3).
+    public enum Shortcut: Sendable {
+        /// Option A, the paper's CIFAR choice: subsample and zero-pad the channels; no parameters.
+        case zeroPadding
+        /// Option B: a strided 1×1 convolution and batch norm (`downsample.0`, `downsample.1`), as many
+        /// re-implementations (and `../shared/bench/torch_anchor.py`) use.
+        case projection
+    }
+
     /// Builds the 6n+2-layer network with `blocksPerStage` = n. Convolutions use He et al.'s initialisation
     /// (N(0, 2/fan-in), the paper's reference [13]), batch norm 1/0, `fc` PyTorch's default.
-    public init(blocksPerStage: Int, classCount: Int = 10, inputChannels: Int = 3) throws {
+    public init(blocksPerStage: Int, classCount: Int = 10, inputChannels: Int = 3, shortcut: Shortcut = .zeroPadding) throws {
         guard blocksPerStage > 0 else {
             throw TensorError.invalidArgument(operation: "CIFARResNet", message: "blocksPerStage \(blocksPerStage) must be positive")
         }
@@ -66,10 +75,20 @@ public final class CIFARResNet: Layer {
             var blocks: [Layer] = []
             for position in 0..<blocksPerStage {
                 let stride = position == 0 && index > 0 ? 2 : 1
-                let shortcut: Layer? = stride != 1 || channels != width
-                    ? try ZeroPaddingShortcut(inputChannels: channels, outputChannels: width, stride: stride) : nil
+                var downsample: Layer?
+                if stride != 1 || channels != width {
+                    switch shortcut {
+                    case .zeroPadding:
+                        downsample = try ZeroPaddingShortcut(inputChannels: channels, outputChannels: width, stride: stride)
+                    case .projection:
+                        downsample = Sequential([
+                            try Conv2D(channels, width, kernelSize: 1, stride: stride, bias: false, initializer: initializer),
+                            try BatchNorm2D(width),
+                        ])
+                    }
+                }
                 blocks.append(try BasicBlock(inputChannels: channels, outputChannels: width, stride: stride,
-                                             downsample: shortcut, initializer: initializer))
+                                             downsample: downsample, initializer: initializer))
                 channels = width
             }
             stages.append(Sequential(blocks))
@@ -79,15 +98,15 @@ public final class CIFARResNet: Layer {
     }
 
     /// Builds ResNet-`depth` for a depth of the form 6n+2 (20, 32, 44, 56, 110, 1202).
-    public convenience init(depth: Int, classCount: Int = 10, inputChannels: Int = 3) throws {
+    public convenience init(depth: Int, classCount: Int = 10, inputChannels: Int = 3, shortcut: Shortcut = .zeroPadding) throws {
         guard depth >= 8, (depth - 2) % 6 == 0 else {
             throw TensorError.invalidArgument(operation: "CIFARResNet", message: "depth \(depth) is not 6n+2")
         }
-        try self.init(blocksPerStage: (depth - 2) / 6, classCount: classCount, inputChannels: inputChannels)
+        try self.init(blocksPerStage: (depth - 2) / 6, classCount: classCount, inputChannels: inputChannels, shortcut: shortcut)
     }
 
     public func callAsFunction(_ x: Tensor) throws -> Tensor {
-        let trunk = try layer3(layer2(layer1(relu(bn1(conv1(x))))))
+        let trunk = try layer3(layer2(layer1(conv1(x, normalizedBy: bn1, activation: .relu))))
         return try fc(avgpool(trunk).flattened())
     }
 }

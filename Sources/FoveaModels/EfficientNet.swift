@@ -41,6 +41,7 @@ public final class MBConv: ModeDependentLayer, RandomizedLayer {
     }
 
     public func callAsFunction(_ x: Tensor) throws -> Tensor {
+        if residual && !isTraining { return try block(x, adding: x) }
         let y = try block(x)
         guard residual else { return y }
         let kept = isTraining ? try dropSamples(y, probability: stochasticDepth, generator: &generator) : y
@@ -85,7 +86,8 @@ public final class EfficientNet: Layer {
         public static let all: [Variant] = [
             Variant(width: 1.0, depth: 1.0, resolution: 224, dropout: 0.2, tensorFlowBatchNorm: false),
             Variant(width: 1.0, depth: 1.1, resolution: 240, dropout: 0.2, tensorFlowBatchNorm: false),
-            Variant(width: 1.1, depth: 1.2, resolution: 260, dropout: 0.3, tensorFlowBatchNorm: false),
+            // torchvision evaluates its B2 weights at 288 (not the paper's 260); its 1.09 GFLOPS figure is at 288.
+            Variant(width: 1.1, depth: 1.2, resolution: 288, dropout: 0.3, tensorFlowBatchNorm: false),
             Variant(width: 1.2, depth: 1.4, resolution: 300, dropout: 0.3, tensorFlowBatchNorm: false),
             Variant(width: 1.4, depth: 1.8, resolution: 380, dropout: 0.4, tensorFlowBatchNorm: false),
             Variant(width: 1.6, depth: 2.2, resolution: 456, dropout: 0.4, tensorFlowBatchNorm: true),

@@ -26,7 +26,7 @@ public final class InceptionConvolution: Layer {
                       padding: (padding, padding))
     }
 
-    public func callAsFunction(_ x: Tensor) throws -> Tensor { try relu(bn(conv(x))) }
+    public func callAsFunction(_ x: Tensor) throws -> Tensor { try conv(x, normalizedBy: bn, activation: .relu) }
 }
 
 /// One Inception module of GoogLeNet (Fig. 2(b)): 1×1, 1×1→3×3, 1×1→"5×5", 3×3 max pool→1×1, concatenated.

@@ -77,7 +77,7 @@ public final class InvertedResidual: Layer {
         residual = stride == 1 && inputChannels == outputChannels
     }
 
-    public func callAsFunction(_ x: Tensor) throws -> Tensor { residual ? try x + conv(x) : try conv(x) }
+    public func callAsFunction(_ x: Tensor) throws -> Tensor { try conv(x, adding: residual ? x : nil) }
 }
 
 /// MobileNet v2 as torchvision's `mobilenet_v2` (width 1.0: 3,504,872 parameters for 1,000 classes).
@@ -156,7 +156,7 @@ public final class MobileNetV3Block: Layer {
         residual = row.stride == 1 && inputChannels == row.outputChannels
     }
 
-    public func callAsFunction(_ x: Tensor) throws -> Tensor { residual ? try x + block(x) : try block(x) }
+    public func callAsFunction(_ x: Tensor) throws -> Tensor { try block(x, adding: residual ? x : nil) }
 }
 
 /// MobileNet v3 as torchvision's `mobilenet_v3_large` (5,483,032 parameters) and `mobilenet_v3_small` (2,542,856).

@@ -34,8 +34,8 @@ public final class BasicBlock: Layer {
     }
 
     public func callAsFunction(_ x: Tensor) throws -> Tensor {
-        let y = try bn2(conv2(relu(bn1(conv1(x)))))
-        return try relu(y + (downsample?(x) ?? x))
+        let y = try conv1(x, normalizedBy: bn1, activation: .relu)
+        return try conv2(y, normalizedBy: bn2, adding: downsample?(x) ?? x, activation: .relu)
     }
 }
 
@@ -74,8 +74,8 @@ public final class Bottleneck: Layer {
     }
 
     public func callAsFunction(_ x: Tensor) throws -> Tensor {
-        let y = try bn3(conv3(relu(bn2(conv2(relu(bn1(conv1(x))))))))
-        return try relu(y + (downsample?(x) ?? x))
+        let y = try conv2(conv1(x, normalizedBy: bn1, activation: .relu), normalizedBy: bn2, activation: .relu)
+        return try conv3(y, normalizedBy: bn3, adding: downsample?(x) ?? x, activation: .relu)
     }
 }
 
@@ -178,7 +178,7 @@ public final class ResNet: Layer {
     }
 
     public func callAsFunction(_ x: Tensor) throws -> Tensor {
-        let stem = try maxpool(relu(bn1(conv1(x))))
+        let stem = try maxpool(conv1(x, normalizedBy: bn1, activation: .relu))
         let trunk = try layer4(layer3(layer2(layer1(stem))))
         return try fc(avgpool(trunk).flattened())
     }

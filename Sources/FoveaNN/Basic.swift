@@ -6,11 +6,7 @@ public final class Sequential: Layer {
     /// Chains `layers`.
     public init(_ layers: [Layer]) { self.layers = layers }
     public var namedChildren: [(String, Any)] { layers.enumerated().map { ("\($0.offset)", $0.element) } }
-    public func callAsFunction(_ x: Tensor) throws -> Tensor {
-        var y = x
-        for layer in layers { y = try layer(y) }
-        return y
-    }
+    public func callAsFunction(_ x: Tensor) throws -> Tensor { try self(x, adding: nil) }
 }
 
 /// (N, C, H, W) → (N, C·H·W).

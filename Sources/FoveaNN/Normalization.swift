@@ -28,16 +28,22 @@ public final class BatchNorm2D: ModeDependentLayer {
         self.momentum = momentum
     }
 
-    public func callAsFunction(_ x: Tensor) throws -> Tensor {
+    public func callAsFunction(_ x: Tensor) throws -> Tensor { try self(x, fusingReLU: false) }
+
+    /// The batch norm of `x`, followed by a ReLU when `fusingReLU`; in training mode the two run as one oneDNN
+    /// primitive (forward and backward).
+    public func callAsFunction(_ x: Tensor, fusingReLU: Bool) throws -> Tensor {
         let name = "BatchNorm2D(\(weight.value.count))"
         guard x.shape.count == 4, x.shape[1] == weight.value.count else {
             throw TensorError.shapeMismatch(operation: name, expected: "(N, \(weight.value.count), H, W)", actual: x.shape)
         }
         guard isTraining else {
-            return try batchNormInference(x, scale: weight.tracked, shift: bias.tracked, mean: runningMean.value,
-                                          variance: runningVariance.value, epsilon: epsilon, name: name)
+            let y = try batchNormInference(x, scale: weight.tracked, shift: bias.tracked, mean: runningMean.value,
+                                           variance: runningVariance.value, epsilon: epsilon, name: name)
+            return fusingReLU ? try relu(y) : y
         }
-        let result = try batchNormTraining(x, scale: weight.tracked, shift: bias.tracked, epsilon: epsilon, name: name)
+        let result = try batchNormTraining(x, scale: weight.tracked, shift: bias.tracked, epsilon: epsilon,
+                                           fusingReLU: fusingReLU, name: name)
         // PyTorch updates running variance with the unbiased batch variance.
         let n = Float(x.shape[0] * x.shape[2] * x.shape[3])
         let correction = n > 1 ? n / (n - 1) : 1

@@ -54,11 +54,25 @@ final class MemoryPool: @unchecked Sendable {
         }
     }
 
+    /// Returns every pooled block to the system.
+    func releaseAll() {
+        lock.lock()
+        let blocks = free.values.flatMap { $0 }
+        free = [:]
+        pooledBytes = 0
+        lock.unlock()
+        for pointer in blocks { UnsafeMutableRawPointer(pointer).deallocate() }
+    }
+
     /// Blocks obtained from the system so far.
     var allocationCount: Int { lock.lock(); defer { lock.unlock() }; return systemAllocations }
 }
 
 extension Tensor {
+    /// Returns the memory blocks kept for reuse to the system (e.g. between unrelated workloads); tensors alive
+    /// keep theirs.
+    public static func releasePooledMemory() { MemoryPool.shared.releaseAll() }
+
     /// How many memory blocks tensors created on the calling thread have obtained from the system so far (not from the
     /// reuse pool). A training step in steady state should not raise it. Per thread, so concurrent work elsewhere
     /// does not disturb a measurement.

@@ -59,8 +59,9 @@ public struct ImageClassificationSet: Sendable {
     /// Per-channel normalisation of pixels scaled to [0, 1]: (p/255 − mean) / std.
     public let mean: [Float]
     public let std: [Float]
-    /// Byte-level augmentations applied to in-memory training samples (never in evaluation).
-    public var augmentations: [Augmentation] = []
+    /// Transforms applied to in-memory training samples (never in evaluation); random erasing acts last, on the
+    /// normalised sample.
+    public var augmentations: [ImageTransform] = []
     /// Seeds each sample's augmentation generator together with (epoch, index).
     public var seed: UInt64 = 0
     /// Image folders: the largest width × height accepted from an image header (larger files are bad samples).
@@ -129,15 +130,19 @@ public struct ImageClassificationSet: Sendable {
         switch source {
         case let .memory(images):
             let size = images.sampleSize
-            var sample = Array(images.pixels[(index * size)..<((index + 1) * size)])
+            var image = DecodedImage(channels: images.channels, height: images.height, width: images.width,
+                                     pixels: Array(images.pixels[(index * size)..<((index + 1) * size)]))
             if epoch != nil {
-                for augmentation in augmentations {
-                    augmentation.apply(&sample, channels: images.channels, height: images.height, width: images.width,
-                                       generator: &generator)
+                for transform in augmentations { image = transform.apply(image, generator: &generator) }
+                if image.channels != images.channels {
+                    throw TransformError.channelCountChanged(transforms: augmentations.map(\.description).joined(separator: ", "),
+                                                             expected: images.channels, found: image.channels)
+                }
+                if image.height != images.height || image.width != images.width {
+                    image = Resize.bilinear(image, height: images.height, width: images.width)
                 }
             }
-            return (DecodedImage(channels: images.channels, height: images.height, width: images.width, pixels: sample),
-                    images.labels[index])
+            return (image, images.labels[index])
         case let .folder(folder, transforms, shape):
             let (path, label) = folder.samples[index]
             var image: DecodedImage
@@ -145,6 +150,10 @@ public struct ImageClassificationSet: Sendable {
                 throw DatasetError.badSample(index: index, path: path, reason: "\(error)")
             }
             for transform in transforms where epoch != nil || !transform.isRandom { image = transform.apply(image, generator: &generator) }
+            if image.channels != shape[0] {
+                throw TransformError.channelCountChanged(transforms: transforms.map(\.description).joined(separator: ", "),
+                                                         expected: shape[0], found: image.channels)
+            }
             if image.height != shape[1] || image.width != shape[2] { image = Resize.bilinear(image, height: shape[1], width: shape[2]) }
             return (image, label)
         }
@@ -169,10 +178,13 @@ public struct ImageClassificationSet: Sendable {
            let pipeline = ImagePipeline(transforms: transforms, shape: shape, mean: mean, std: std, pixelLimit: pixelLimit) {
             let (path, label) = folder.samples[index]
             var generator = SeededGenerator(seed: seed, stream: UInt64(epoch ?? 0), UInt64(index))
-            do {
-                if try pipeline.load(path: path, augment: epoch != nil, generator: &generator, into: destination) { return label }
-            } catch {
+            let loaded: Bool
+            do { loaded = try pipeline.load(path: path, augment: epoch != nil, generator: &generator, into: destination) } catch {
                 throw DatasetError.badSample(index: index, path: path, reason: "\(error)")
+            }
+            if loaded {
+                if let epoch { erase(destination, channels: shape[0], height: shape[1], width: shape[2], index: index, epoch: epoch) }
+                return label
             }
         }
         let (image, label) = try sampleBytes(index, epoch: epoch)
@@ -181,7 +193,25 @@ public struct ImageClassificationSet: Sendable {
             let table = normalisationTables[c]
             for i in 0..<plane { destination[c * plane + i] = table[Int(image.pixels[c * plane + i])] }
         }
+        if let epoch { erase(destination, channels: image.channels, height: image.height, width: image.width, index: index, epoch: epoch) }
         return label
+    }
+
+    /// Random erasing of the normalised training sample, where torchvision applies it: its zero is the mean colour.
+    /// Its generator is a stream of its own, so erasing does not shift the draws of the byte transforms.
+    func erase(_ destination: UnsafeMutablePointer<Float>, channels: Int, height: Int, width: Int, index: Int, epoch: Int) {
+        let transforms: [ImageTransform]
+        switch source {
+        case .memory: transforms = augmentations
+        case let .folder(_, folderTransforms, _): transforms = folderTransforms
+        }
+        var generator = SeededGenerator(seed: seed, stream: UInt64(epoch), UInt64(index), 0xE7A5E)
+        for case let .randomErasing(probability, scale, ratio, randomValue) in transforms {
+            guard let region = RandomErasing.drawRegion(height: height, width: width, probability: probability, scale: scale,
+                                                        ratio: ratio, generator: &generator) else { continue }
+            RandomErasing.erase(destination, channels: channels, height: height, width: width, region: region,
+                                randomValue: randomValue, generator: &generator)
+        }
     }
 
     /// Per channel: the normalised value of each byte, (p/255 − mean)/std.
@@ -257,7 +287,8 @@ public final class Trainer {
         return (trainSet, ImageClassificationSet(images: test, info: info, mean: mean, std: std))
     }
 
-    /// ImageNet-style `train/` and `val/` folders (or `--val-dir`): random-resized crops and flips for training,
+    /// ImageNet-style `train/` and `val/` folders (or `--val-dir`): random-resized crops and flips, then
+    /// `options.augmentations`, for training;
     /// shorter side to size·256/224 and a centre crop for evaluation, ImageNet's mean and standard deviation.
     func loadImageFolders() throws -> (train: ImageClassificationSet, test: ImageClassificationSet) {
         guard let root = options.dataDirectory else {
@@ -274,7 +305,7 @@ public final class Trainer {
         let (mean, std): ([Float], [Float]) = ([0.485, 0.456, 0.406], [0.229, 0.224, 0.225])
         var trainSet = ImageClassificationSet(folder: train, transforms: [
             .randomResizedCrop(size: size, scale: 0.08...1, ratio: (3.0 / 4)...(4.0 / 3)), .horizontalFlip(probability: 0.5),
-        ], shape: [3, size, size], info: info, mean: mean, std: std)
+        ] + options.augmentations, shape: [3, size, size], info: info, mean: mean, std: std)
         trainSet.seed = options.seed
         trainSet.pixelLimit = options.maximumImagePixels
         var testSet = ImageClassificationSet(folder: validation, transforms: ImageClassificationSet.evaluationTransforms(size: size),
@@ -335,6 +366,7 @@ public final class Trainer {
         let skippedInTest = options.skipBadFiles ? SkippedSampleCollector() : nil
         let updatesPerEpoch = (batchesPerEpoch + options.accumulationSteps - 1) / options.accumulationSteps
         let schedule = options.learningRateSchedule(stepsPerEpoch: updatesPerEpoch)
+        let mixing = try options.batchMixing()
         var lastReport: ClassificationReport?
         var lastMistakes: [Mistake] = []
         while state.epoch <= options.epochs && !state.stoppedEarly {
@@ -359,8 +391,12 @@ public final class Trainer {
                 // The last group of an epoch may be shorter than --accumulate.
                 let group = state.batch / options.accumulationSteps * options.accumulationSteps
                 let groupSize = min(options.accumulationSteps, batchCount - group)
-                let (loss, hits) = try trainStep(model: model, optimizer: optimizer, images: images, labels: labels,
-                                                 labelSmoothing: options.labelSmoothing,
+                // MixUp/CutMix, drawn from (seed, epoch, batch); evaluation batches are never mixed.
+                let (inputs, targets) = try mixedBatch(images: images, labels: labels, mixing: mixing,
+                                                       classCount: train.info.classCount, labelSmoothing: options.labelSmoothing,
+                                                       seed: options.seed, epoch: epoch, batch: state.batch)
+                let (loss, hits) = try trainStep(model: model, optimizer: optimizer, images: inputs, labels: labels,
+                                                 targets: targets, labelSmoothing: options.labelSmoothing,
                                                  clipGradientNorm: options.clipGradientNorm,
                                                  accumulation: (state.batch - group, groupSize), step: state.step, epoch: epoch)
                 try average?.update(from: model)
@@ -487,14 +523,23 @@ func noteSkipped(_ skipped: some Sequence<SkippedSample>, in state: inout Traini
 /// With gradient accumulation (`accumulation.count > 1`), gradients of `count` consecutive batches are summed
 /// (each loss scaled by 1/count) and the optimizer steps after the batch with `index == count − 1`.
 /// A non-finite gradient stops with `TrainingError.nonFiniteGradient` naming the parameter, before any update.
-public func trainStep(model: Layer, optimizer: Optimizer, images: Tensor, labels: [Int32], labelSmoothing: Float = 0,
-                      clipGradientNorm maximumNorm: Float? = nil, accumulation: (index: Int, count: Int) = (0, 1),
+///
+/// With soft `targets` (N, classes) — MixUp/CutMix, label smoothing already folded in — the loss is the cross-entropy
+/// against them and `labelSmoothing` is not applied again; a prediction then counts as correct when it equals the
+/// arg-max of its target row (the first on ties), which is the sample's own label whenever λ > ½.
+public func trainStep(model: Layer, optimizer: Optimizer, images: Tensor, labels: [Int32], targets: Tensor? = nil,
+                      labelSmoothing: Float = 0, clipGradientNorm maximumNorm: Float? = nil,
+                      accumulation: (index: Int, count: Int) = (0, 1),
                       step: Int, epoch: Int) throws -> (loss: Float, correct: Int) {
+    func classificationLoss(_ logits: Tensor) throws -> Tensor {
+        if let targets { return try crossEntropy(logits: logits, targets: targets) }
+        return try crossEntropy(logits: logits, labels: labels, labelSmoothing: labelSmoothing)
+    }
     let logits = try model(images)
-    var loss = try crossEntropy(logits: logits, labels: labels, labelSmoothing: labelSmoothing)
+    var loss = try classificationLoss(logits)
     if let auxiliary = model as? any AuxiliaryClassifierModel {
         for head in auxiliary.auxiliaryLogits {
-            let headLoss = try crossEntropy(logits: head, labels: labels, labelSmoothing: labelSmoothing)
+            let headLoss = try classificationLoss(head)
             loss = try loss + headLoss.scaled(by: auxiliary.auxiliaryLossWeight)
         }
     }
@@ -509,7 +554,7 @@ public func trainStep(model: Layer, optimizer: Optimizer, images: Tensor, labels
         if let maximumNorm { try clipGradientNorm(optimizer.parameters, maximumNorm: maximumNorm) }
         try optimizer.step()
     }
-    let correct = try countCorrect(logits: logits, labels: labels)
+    let correct = try countCorrect(logits: logits, labels: targets.map(dominantClasses) ?? labels)
     return (value, correct)
 }
 

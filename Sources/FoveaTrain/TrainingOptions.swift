@@ -40,6 +40,12 @@ public struct TrainingOptions: Codable, Equatable, Sendable {
     public var milestones: [Int] = []
     public var stepGamma: Float = 0.1
     public var labelSmoothing: Float = 0
+    /// MixUp and CutMix (batch-level): α of each one's Beta(α, α) for λ, 0 turning it off; the probability that a batch
+    /// is mixed; the probability of CutMix rather than MixUp when both are on. Soft targets carry `labelSmoothing`.
+    public var mixUpAlpha = 0.0
+    public var cutMixAlpha = 0.0
+    public var mixProbability = 1.0
+    public var mixSwitchProbability = 0.5
     public var seed: UInt64 = 0
     /// Use only the first N training samples.
     public var limitTrain: Int?
@@ -55,8 +61,9 @@ public struct TrainingOptions: Codable, Equatable, Sendable {
     public var monitor = "test_accuracy"
     /// Write TensorBoard event files (loss, accuracy, learning rate per epoch) to this directory.
     public var tensorboardDirectory: String?
-    /// Training-time augmentations, applied in order to each training sample.
-    public var augmentations: [Augmentation] = []
+    /// Training-time transforms, applied in order to each training sample (after the random-resized crop and flip
+    /// of image folders); random erasing acts last, on the normalised sample.
+    public var augmentations: [ImageTransform] = []
     /// Sum gradients over this many batches before each optimizer step.
     public var accumulationSteps = 1
     /// Also write the last checkpoint every N optimizer steps (it is always written at epoch ends).
@@ -109,6 +116,10 @@ public struct TrainingOptions: Codable, Equatable, Sendable {
         milestones = try container.decodeIfPresent(type(of: defaults.milestones), forKey: .milestones) ?? defaults.milestones
         stepGamma = try container.decodeIfPresent(type(of: defaults.stepGamma), forKey: .stepGamma) ?? defaults.stepGamma
         labelSmoothing = try container.decodeIfPresent(type(of: defaults.labelSmoothing), forKey: .labelSmoothing) ?? defaults.labelSmoothing
+        mixUpAlpha = try container.decodeIfPresent(type(of: defaults.mixUpAlpha), forKey: .mixUpAlpha) ?? defaults.mixUpAlpha
+        cutMixAlpha = try container.decodeIfPresent(type(of: defaults.cutMixAlpha), forKey: .cutMixAlpha) ?? defaults.cutMixAlpha
+        mixProbability = try container.decodeIfPresent(type(of: defaults.mixProbability), forKey: .mixProbability) ?? defaults.mixProbability
+        mixSwitchProbability = try container.decodeIfPresent(type(of: defaults.mixSwitchProbability), forKey: .mixSwitchProbability) ?? defaults.mixSwitchProbability
         seed = try container.decodeIfPresent(type(of: defaults.seed), forKey: .seed) ?? defaults.seed
         limitTrain = try container.decodeIfPresent(Int.self, forKey: .limitTrain) ?? defaults.limitTrain
         limitTest = try container.decodeIfPresent(Int.self, forKey: .limitTest) ?? defaults.limitTest
@@ -134,6 +145,7 @@ public struct TrainingOptions: Codable, Equatable, Sendable {
         case model, dataset, epochs, optimizer, nesterov, schedule, seed
         case dataDirectory = "data_dir", batchSize = "batch_size", learningRate = "lr", momentum, weightDecay = "weight_decay"
         case stepEpochs = "step_epochs", stepGamma = "gamma", labelSmoothing = "label_smoothing", milestones
+        case mixUpAlpha = "mixup", cutMixAlpha = "cutmix", mixProbability = "mix_prob", mixSwitchProbability = "mix_switch_prob"
         case beta1, beta2, epsilon = "eps", rmspropAlpha = "rmsprop_alpha", rmspropTensorFlow = "rmsprop_tf"
         case weightDecayPolicy = "weight_decay_policy", clipGradientNorm = "clip_grad_norm", scheduleUnit = "schedule_unit"
         case warmupEpochs = "warmup_epochs"
@@ -170,6 +182,12 @@ public struct TrainingOptions: Codable, Equatable, Sendable {
         if schedule == "multistep" && milestones.isEmpty { return "--schedule multistep needs --milestones" }
         if stepEpochs < 1 { return "--step-epochs must be at least 1" }
         if labelSmoothing < 0 || labelSmoothing >= 1 { return "--label-smoothing must be in [0, 1)" }
+        if !(mixUpAlpha >= 0 && mixUpAlpha.isFinite) { return "--mixup must be a finite α ≥ 0, 0 for off (got \(mixUpAlpha))" }
+        if !(cutMixAlpha >= 0 && cutMixAlpha.isFinite) { return "--cutmix must be a finite α ≥ 0, 0 for off (got \(cutMixAlpha))" }
+        if !(0...1).contains(mixProbability) { return "--mix-probability must be in [0, 1] (got \(mixProbability))" }
+        if !(0...1).contains(mixSwitchProbability) {
+            return "--mix-switch-probability must be in [0, 1] (got \(mixSwitchProbability))"
+        }
         if let limitTrain, limitTrain < 1 { return "--limit-train must be at least 1" }
         if let limitTest, limitTest < 1 { return "--limit-test must be at least 1" }
         if let checkpointEvery, checkpointEvery < 1 { return "--checkpoint-every must be at least 1" }
@@ -181,6 +199,9 @@ public struct TrainingOptions: Codable, Equatable, Sendable {
         if let emaDecay, !(0..<1).contains(emaDecay) { return "--ema-decay must be in [0, 1)" }
         if let earlyStoppingPatience, earlyStoppingPatience < 1 { return "--early-stopping must be at least 1" }
         if !["test_accuracy", "test_loss"].contains(monitor) { return "--monitor must be test_accuracy or test_loss" }
+        for transform in augmentations {
+            do { try transform.validate() } catch { return "\(error)" }
+        }
         return nil
     }
 

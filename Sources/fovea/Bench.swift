@@ -34,7 +34,8 @@ struct Bench: ParsableCommand {
             inference runs in evaluation mode without the tape. Each figure is the median over repeats after
             one warm-up, repeated for at least --seconds and 3 times. GFLOP/s counts 2 FLOPs per multiply-add
             of convolutions and fully connected layers (training: 3× the forward pass). Peak RSS is the
-            process's high-water mark after the workload. Workloads: \(workloads.map(\.name).joined(separator: ", ")).
+            process's resident-memory high-water mark during the workload (reset before each). Workloads: \(workloads.map(\.name).joined(separator: ", ")).
+            With --model NAME… (or --model all): zoo models at their default input size, batch --batch-size (default 8).
 
             \(ImageFolderWorkload.name) (run only when named, with --data-dir DIR holding class folders of images, as
             ../shared/bench/torch_dataload.py): --epochs shuffled epochs of DIR through the training pipeline of
@@ -43,16 +44,32 @@ struct Bench: ParsableCommand {
             With FOVEA_PROFILE set it also prints the CPU time per image of reading, decoding and resampling.
             """)
 
-    @Option(name: .customLong("workload"), help: "Workloads to run (default: all model workloads).") var selected: [String] = []
+    @Option(name: .customLong("workload"), parsing: .upToNextOption, help: "Workloads to run (default: all model workloads).")
+    var selected: [String] = []
     @Option(help: "Minimum timed seconds per measurement.") var seconds: Double = 8
     @Option(help: "The machine's peak GFLOP/s, for the utilisation column.") var peak: Double = 205
     @Option(name: .customLong("data-dir"), help: "Class folders of images for \(ImageFolderWorkload.name).") var dataDir: String?
     @Option(help: "Data-loading threads for \(ImageFolderWorkload.name).") var workers: Int = 2
     @Option(help: "Epochs for \(ImageFolderWorkload.name).") var epochs: Int = 2
     @Flag(help: "One JSON object per workload.") var json = false
+    @Option(name: .customLong("model"), parsing: .upToNextOption,
+            help: "Instead of the workloads: zoo models at their default input size (`fovea models`), or `all`.")
+    var models: [String] = []
+    @Option(name: .customLong("batch-size"), help: "With --model: the training and inference batch size.") var batchSize = 8
 
     func run() throws {
         try runReportingErrors {
+            if !models.isEmpty {
+                guard batchSize > 0 else { throw TrainingError.invalidOption("--batch-size must be positive") }
+                let entries = try models == ["all"] ? ModelZoo.entries : models.map { try ModelZoo.entry($0) }
+                for entry in entries {
+                    let classes = ["LeNet", "CIFARResNet"].contains(entry.family) ? 10 : 1000
+                    try measure(Workload(name: entry.name, model: entry.name, classes: classes, input: entry.inputSize,
+                                         trainBatch: batchSize, inferenceBatch: batchSize))
+                }
+                if KernelProfile.enabled { FileHandle.standardError.write(Data((KernelProfile.summary() + "\n").utf8)) }
+                return
+            }
             let known = workloads.map(\.name) + [ImageFolderWorkload.name]
             for name in selected where !known.contains(name) {
                 throw TrainingError.invalidOption("unknown workload '\(name)'; known: \(known.joined(separator: ", "))")
@@ -69,12 +86,20 @@ struct Bench: ParsableCommand {
             for workload in workloads where selected.isEmpty || selected.contains(workload.name) {
                 try measure(workload)
             }
+            if KernelProfile.enabled { FileHandle.standardError.write(Data((KernelProfile.summary() + "\n").utf8)) }
         }
     }
 
     func measure(_ workload: Workload) throws {
+        // Each workload's peak memory on its own: give back what earlier workloads pooled and reset the
+        // kernel's high-water mark of this process (Linux: writing 5 to /proc/self/clear_refs).
+        Tensor.releasePooledMemory()
+        try? "5".write(toFile: "/proc/self/clear_refs", atomically: false, encoding: .utf8)
         Initialization.seed(0)
-        let model = try ModelZoo.make(workload.model, classCount: workload.classes, inputChannels: workload.input[0])
+        // torch_anchor.py's CIFAR ResNet has projection shortcuts (option B); run the same network.
+        let model = workload.name == "resnet20_32"
+            ? try CIFARResNet(depth: 20, classCount: workload.classes, inputChannels: workload.input[0], shortcut: .projection)
+            : try ModelZoo.make(workload.model, classCount: workload.classes, inputChannels: workload.input[0])
         var generator = SeededGenerator(seed: 1)
         func randomBatch(_ n: Int) throws -> Tensor {
             let shape = [n] + workload.input
@@ -101,9 +126,7 @@ struct Bench: ParsableCommand {
         let inferenceRate = Double(workload.inferenceBatch) / inferenceTime
         let trainGFLOPs = trainRate * Double(multiplyAdds) * 6 / 1e9
         let inferenceGFLOPs = inferenceRate * Double(multiplyAdds) * 2 / 1e9
-        var usage = rusage()
-        getrusage(RUSAGE_SELF.rawValue, &usage)
-        let peakMB = Double(usage.ru_maxrss) / 1024
+        let peakMB = peakResidentMegabytes()
         if json {
             let object: [String: Any] = [
                 "workload": workload.name, "framework": "fovea", "train_batch": workload.trainBatch,
@@ -121,6 +144,18 @@ struct Bench: ParsableCommand {
                          workload.name as NSString, trainRate, trainRepeats, trainGFLOPs, trainGFLOPs / peak * 100,
                          inferenceRate, inferenceRepeats, inferenceGFLOPs, peakMB))
         }
+    }
+
+    /// The process's resident-memory high-water mark (VmHWM, reset per workload), or `getrusage`'s if unreadable.
+    func peakResidentMegabytes() -> Double {
+        if let status = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8),
+           let line = status.split(separator: "\n").first(where: { $0.hasPrefix("VmHWM:") }),
+           let kilobytes = Double(line.split(separator: " ").dropFirst().first ?? "") {
+            return kilobytes / 1024
+        }
+        var usage = rusage()
+        getrusage(RUSAGE_SELF.rawValue, &usage)
+        return Double(usage.ru_maxrss) / 1024
     }
 
     /// Median seconds of `body` over repeats after one warm-up call, for at least `seconds` and 3 repeats.

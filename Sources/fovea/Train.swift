@@ -17,6 +17,15 @@ struct Train: ParsableCommand {
             model-ema.* with --ema-decay), DIR/checkpoint-last.safetensors (every epoch and every --checkpoint-every
             steps) and checkpoint-best.safetensors (best --monitor). --resume DIR continues an interrupted run
             bit for bit with its saved options.
+
+            Augmentation flags act on training samples only, with torchvision's semantics; on image folders they
+            follow the random-resized crop and flip. --random-erasing acts last, on the normalised sample.
+
+            --mixup ALPHA and --cutmix ALPHA (Zhang et al. 2018, Yun et al. 2019; torchvision's MixUp and CutMix) mix
+            each training batch with itself rolled by one sample, λ ~ Beta(ALPHA, ALPHA): MixUp blends whole images,
+            CutMix pastes a box of the partner image; the targets become the two one-hot labels weighted by λ and by
+            the pasted area (then label-smoothed). The loss is the cross-entropy against those soft targets, and a training prediction
+            counts as correct when it equals their arg-max. Evaluation is never mixed.
             """)
 
     @Option(help: "A named set of options (see above); flags given override it.") var recipe: String?
@@ -53,6 +62,18 @@ struct Train: ParsableCommand {
     var milestones: [Int] = []
     @Option(help: "Decay factor for step and multistep; per-epoch factor for exponential.") var gamma: Float?
     @Option(name: .customLong("label-smoothing"), help: "Label smoothing ε for the cross-entropy loss.") var labelSmoothing: Float?
+    @Option(help: ArgumentHelp("MixUp: α of Beta(α, α) for the blending weight λ (e.g. 0.2); 0 is off.", valueName: "ALPHA"))
+    var mixup: Double?
+    @Option(help: ArgumentHelp("CutMix: α of Beta(α, α) for the kept share λ of each image (e.g. 1.0); 0 is off.",
+                               valueName: "ALPHA"))
+    var cutmix: Double?
+    @Option(name: .customLong("mix-probability"),
+            help: ArgumentHelp("Probability that a training batch is mixed (default 1).", valueName: "P"))
+    var mixProbability: Double?
+    @Option(name: .customLong("mix-switch-probability"),
+            help: ArgumentHelp("With --mixup and --cutmix: probability that a mixed batch uses CutMix rather than MixUp (default 0.5).",
+                               valueName: "P"))
+    var mixSwitchProbability: Double?
     @Option(name: .customLong("val-dir"), help: "Image folders: validation folder (default DIR/val).") var valDir: String?
     @Option(name: .customLong("image-size"), help: "Image folders: side of the square input (default 224).") var imageSize: Int?
     @Option(help: "Data-loading threads (default: 0 for in-memory datasets, 2 for image folders).") var workers: Int?
@@ -67,7 +88,30 @@ struct Train: ParsableCommand {
     @Option(name: .customLong("random-crop"), help: "Augment: zero-pad by N pixels and crop back at a random place.")
     var randomCrop: Int?
     @Flag(name: .customLong("horizontal-flip"), help: "Augment: mirror left–right with probability 0.5.") var horizontalFlip = false
-    @Flag(name: .customLong("no-augment"), help: "Drop the recipe's augmentations.") var noAugment = false
+    @Flag(name: .customLong("vertical-flip"), help: "Augment: mirror top–bottom with probability 0.5.") var verticalFlip = false
+    @Option(help: ArgumentHelp("Augment: rotate by a random angle in ±DEG degrees (nearest, zero fill).", valueName: "DEG"))
+    var rotate: Double?
+    @Option(help: ArgumentHelp("Augment: random affine map as torchvision RandomAffine: rotation in ±DEG°, translation up to TRANSLATE × the size, scale in SCALE_MIN…SCALE_MAX, x-shear in ±SHEAR° (nearest, zero fill).",
+                               valueName: "DEG,TRANSLATE,SCALE_MIN,SCALE_MAX,SHEAR"))
+    var affine: String?
+    @Flag(name: .customLong("trivial-augment"), help: "Augment: TrivialAugmentWide (one random operation of 14 at a random strength).")
+    var trivialAugment = false
+    @Option(help: ArgumentHelp("Augment: RandAugment with N operations at magnitude M of 0…30.", valueName: "N,M")) var randaugment: String?
+    @Option(name: .customLong("color-jitter"),
+            help: ArgumentHelp("Augment: brightness, contrast, saturation strengths (≥ 0) and hue (0…0.5), in a random order.",
+                               valueName: "B,C,S,H"))
+    var colorJitter: String?
+    @Option(help: ArgumentHelp("Augment: turn grey (keeping the channel count) with probability P.", valueName: "P")) var grayscale: Double?
+    @Option(name: .customLong("gaussian-blur"),
+            help: ArgumentHelp("Augment: Gaussian blur with odd kernel K and σ = SIGMA (or uniform in SIGMA…MAX), reflect padding.", valueName: "K,SIGMA[,MAX]"))
+    var gaussianBlur: String?
+    @Option(name: .customLong("random-erasing"),
+            help: ArgumentHelp("Augment: erase a random rectangle (2–33 % of the area) of the normalised sample with probability P.",
+                               valueName: "P"))
+    var randomErasing: Double?
+    @Flag(name: .customLong("no-augment"),
+          help: "Drop the recipe's augmentations (flags given still add theirs, in the order crop, flips, rotate, affine, trivial-augment, randaugment, color-jitter, grayscale, gaussian-blur, random-erasing).")
+    var noAugment = false
     @Option(name: .customLong("ema-decay"), help: "Keep a moving average of the weights (e.g. 0.999), evaluated and saved too.")
     var emaDecay: Float?
     @Option(name: .customLong("early-stopping"), help: "Stop after N epochs without improvement of --monitor.")
@@ -102,6 +146,8 @@ struct Train: ParsableCommand {
         set(weightDecayPolicy, \.weightDecayPolicy); set(accumulate, \.accumulationSteps); set(schedule, \.schedule)
         set(scheduleUnit, \.scheduleUnit); set(warmupEpochs, \.warmupEpochs); set(stepEpochs, \.stepEpochs)
         set(gamma, \.stepGamma); set(labelSmoothing, \.labelSmoothing); set(monitor, \.monitor); set(seed, \.seed)
+        set(mixup, \.mixUpAlpha); set(cutmix, \.cutMixAlpha); set(mixProbability, \.mixProbability)
+        set(mixSwitchProbability, \.mixSwitchProbability)
         if dataDir != nil { o.dataDirectory = dataDir }
         if valDir != nil { o.validationDirectory = valDir }
         if workers != nil { o.workers = workers }
@@ -129,7 +175,64 @@ struct Train: ParsableCommand {
         if horizontalFlip && !o.augmentations.contains(.horizontalFlip(probability: 0.5)) {
             o.augmentations.append(.horizontalFlip(probability: 0.5))
         }
+        o.augmentations += try augmentationFlags()
         return o
+    }
+
+    /// The transforms the augmentation flags ask for, in a fixed order (geometry, colour, then erasing);
+    /// malformed or out-of-range values are `TrainingError.invalidOption` naming the flag.
+    func augmentationFlags() throws -> [ImageTransform] {
+        var transforms: [ImageTransform] = []
+        if verticalFlip { transforms.append(.verticalFlip(probability: 0.5)) }
+        if let rotate {
+            guard rotate.isFinite, rotate >= 0 else { throw TrainingError.invalidOption("--rotate must be a finite angle ≥ 0 (got \(rotate))") }
+            transforms.append(.rotation(degrees: -rotate...rotate, interpolation: .nearest, fill: 0))
+        }
+        if let affine {
+            let v = try Self.numbers(affine, flag: "--affine", counts: [5])
+            guard v[0] >= 0, v[4] >= 0, v[2] <= v[3] else {
+                throw TrainingError.invalidOption("--affine needs DEG ≥ 0, SHEAR ≥ 0 and SCALE_MIN ≤ SCALE_MAX (got \(affine))")
+            }
+            transforms.append(.affine(degrees: -v[0]...v[0], translateX: v[1], translateY: v[1], scale: v[2]...v[3],
+                                      shearX: -v[4]...v[4], shearY: 0...0, interpolation: .nearest, fill: 0))
+        }
+        if trivialAugment { transforms.append(.trivialAugmentWide) }
+        if let randaugment {
+            let v = try Self.numbers(randaugment, flag: "--randaugment", counts: [2])
+            guard v.allSatisfy({ $0 == $0.rounded() && abs($0) < 1000 }) else {
+                throw TrainingError.invalidOption("--randaugment takes whole numbers N,M (got \(randaugment))")
+            }
+            transforms.append(.randAugment(operations: Int(v[0]), magnitude: Int(v[1])))
+        }
+        if let colorJitter {
+            let v = try Self.numbers(colorJitter, flag: "--color-jitter", counts: [4])
+            transforms.append(.colorJitter(brightness: v[0], contrast: v[1], saturation: v[2], hue: v[3]))
+        }
+        if let grayscale { transforms.append(.randomGrayscale(probability: grayscale)) }
+        if let gaussianBlur {
+            let v = try Self.numbers(gaussianBlur, flag: "--gaussian-blur", counts: [2, 3])
+            let (low, high) = (v[1], v.count == 3 ? v[2] : v[1])
+            guard v[0] == v[0].rounded(), abs(v[0]) < 1000, low <= high else {
+                throw TrainingError.invalidOption("--gaussian-blur needs a whole kernel size and SIGMA ≤ MAX (got \(gaussianBlur))")
+            }
+            transforms.append(.gaussianBlur(kernelSize: Int(v[0]), sigma: low...high))
+        }
+        if let randomErasing {
+            transforms.append(.randomErasing(probability: randomErasing, scale: 0.02...0.33, ratio: 0.3...3.3, randomValue: false))
+        }
+        for transform in transforms {
+            do { try transform.validate() } catch { throw TrainingError.invalidOption("\(error)") }
+        }
+        return transforms
+    }
+
+    /// The comma-separated finite numbers of `text`, which must have one of `counts` elements.
+    static func numbers(_ text: String, flag: String, counts: [Int]) throws -> [Double] {
+        let values = text.split(separator: ",", omittingEmptySubsequences: false).map { Double($0.trimmingCharacters(in: .whitespaces)) }
+        guard counts.contains(values.count), values.allSatisfy({ $0?.isFinite == true }) else {
+            throw TrainingError.invalidOption("\(flag) takes \(counts.map(String.init).joined(separator: " or ")) comma-separated numbers (got '\(text)')")
+        }
+        return values.compactMap { $0 }
     }
 
     func run() throws {

@@ -69,6 +69,12 @@ struct ImagePipelineTests {
                      transforms: [.centerCrop(size: 40), .resize(height: 20, width: 30)], shape: [3, 20, 30], augment: false),
         PipelineCase(name: "no transforms: resized to the shape", file: "png", width: 17, height: 13, transforms: [], shape: [3, 24, 24], augment: false),
         PipelineCase(name: "no transforms: already the shape", file: "jpeg444", width: 24, height: 24, transforms: [], shape: [3, 24, 24], augment: true),
+        PipelineCase(name: "train with random erasing (acts later, on floats)", file: "jpeg420", width: 61, height: 47,
+                     transforms: training + [.randomErasing(probability: 1, scale: 0.02...0.33, ratio: 0.3...3.3, randomValue: false)],
+                     shape: [3, 24, 24], augment: true),
+        PipelineCase(name: "an invalid transform is left out, as apply leaves it", file: "png", width: 61, height: 47,
+                     transforms: [.randomResizedCrop(size: 24, scale: 0.5...1, ratio: 0.75...1.33), .horizontalFlip(probability: 1.5)],
+                     shape: [3, 24, 24], augment: true),
     ]
 
     func write(_ kind: String, width: Int, height: Int, in directory: String) throws -> String {
@@ -105,7 +111,7 @@ struct ImagePipelineTests {
                                                    width: example.width, shape: (example.shape[1], example.shape[2]),
                                                    generator: &c)))
         }
-        if example.augment && !example.transforms.isEmpty {
+        if example.augment && example.transforms.contains(.horizontalFlip(probability: 0.5)) {
             // The seeds exercise different windows and both flip states.
             #expect(Set(plans.map { "\($0.window)" }).count > 5 && Set(plans.map(\.flip)).count == 2)
         }
@@ -121,6 +127,8 @@ struct ImagePipelineTests {
         #expect(!handled && output.allSatisfy(\.isNaN))
         #expect(ImagePipeline(transforms: [.horizontalFlip(probability: 0.5), .centerCrop(size: 8)], shape: [3, 8, 8],
                               mean: [0.5], std: [0.5]) == nil, "a crop after a flip is not folded")
+        #expect(ImagePipeline(transforms: Self.training + [.colorJitter(brightness: 0.4, contrast: 0, saturation: 0, hue: 0)],
+                              shape: [3, 24, 24], mean: [0.5], std: [0.5]) == nil, "photometric transforms go the general way")
     }
 
     @Test("bilinear resizing equals PIL's byte for byte (RGB; shrinking, enlarging, after a crop)")

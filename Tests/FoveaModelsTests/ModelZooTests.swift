@@ -55,6 +55,34 @@ struct ModelZooTests {
         }
     }
 
+    /// torchvision's documented GFLOPS (multiply-adds ×1e-9 at the weights' evaluation size), from its model pages.
+    static let documentedGigaMultiplyAdds: [(String, Double)] = [
+        ("alexnet", 0.71), ("googlenet", 1.50), ("resnet18", 1.81), ("resnet50", 4.09), ("resnext50_32x4d", 4.23),
+        ("mobilenet_v2", 0.30), ("mobilenet_v3_large", 0.22), ("efficientnet_b0", 0.39), ("efficientnet_b1", 0.69),
+    ]
+
+    @Test("multiply-adds at the default input size are within 1 % of torchvision's documented figure",
+          arguments: documentedGigaMultiplyAdds)
+    func multiplyAdds(_ name: String, _ documented: Double) throws {
+        let entry = try ModelZoo.entry(name)
+        let model = try entry.build(1000, 3)
+        model.eval()
+        let input = Tensor.zeros([1] + entry.inputSize)
+        let counted = try OperationCounter.countMultiplyAdds { _ = try Autodiff.withoutRecording { try model(input) } }
+        // The documented figures have two decimals, so allow their rounding on top of the 1 %.
+        #expect(abs(Double(counted) / 1e9 - documented) <= 0.01 * documented + 0.005, "\(name): \(Double(counted) / 1e9) G")
+    }
+
+    @Test("CIFAR ResNet-20 with projection shortcuts (option B) has torch_anchor.py's 272,474 parameters and runs")
+    func projectionShortcuts() throws {
+        // Option A (0.27M in He et al. Table 6) plus two 1×1 projections with batch norm: 16·32 + 2·32 and 32·64 + 2·64.
+        let model = try CIFARResNet(depth: 20, classCount: 10, inputChannels: 3, shortcut: .projection)
+        #expect(model.parameterCount == 272_474)
+        #expect(model.parameterCount - (try CIFARResNet(depth: 20)).parameterCount == 16 * 32 + 2 * 32 + 32 * 64 + 2 * 64)
+        let logits = try Autodiff.withoutRecording { try model(Tensor.zeros([2, 3, 32, 32])) }
+        #expect(logits.shape == [2, 10])
+    }
+
     @Test("unknown names are a typed error listing the known ones")
     func unknown() {
         #expect(throws: ModelZooError.unknownModel(name: "resnet9000", known: ModelZoo.names)) {

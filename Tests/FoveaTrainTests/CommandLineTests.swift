@@ -299,5 +299,25 @@ struct CommandLineTests {
         #expect(try runFovea(["train", "--no-such-flag"]).status == 64)
         #expect(try runFovea(["train", "--optimizer", "lbfgs"]).status == 64)
         #expect(try runFovea(["train", "--schedule", "multistep"]).status == 64)
+        // Each bad value is a usage error whose message names the flag or the transform and parameter.
+        for (flag, value, named) in [("--color-jitter", "0.4,0.4", "--color-jitter"), ("--color-jitter", "0.1,0.1,0.1,0.9", "hue"),
+                                     ("--gaussian-blur", "4,1", "kernelSize"), ("--randaugment", "2,31", "magnitude"),
+                                     ("--affine", "10,0.1,1.2,0.8,5", "--affine"), ("--rotate", "nan", "--rotate"),
+                                     ("--grayscale", "2", "random-grayscale"), ("--random-erasing", "-0.1", "random-erasing")] {
+            let run = try runFovea(["train", flag, value])
+            #expect(run.status == 64 && run.error.contains(named), "\(flag) \(value): \(run.status) \(run.error)")
+        }
+    }
+
+    @Test("augmentation flags train end to end; the recipe keeps its pad-4 crop and flip")
+    func augmentationFlags() throws {
+        let data = try temporaryDirectory("augment-data")
+        try writeSyntheticMNIST(to: data, trainCount: 200, testCount: 50)
+        let run = try runFovea(["train", "--dataset", "mnist", "--data-dir", data, "--epochs", "1", "--batch-size", "32", "--json", "--quiet",
+                                "--random-crop", "2", "--vertical-flip", "--rotate", "10", "--affine", "5,0.1,0.9,1.1,5",
+                                "--trivial-augment", "--randaugment", "2,9", "--color-jitter", "0.3,0.3,0,0", "--grayscale", "0.2",
+                                "--gaussian-blur", "3,0.1,1", "--random-erasing", "0.5"])
+        #expect(run.status == 0, "\(run.error)")
+        #expect(Recipe.named("resnet20-cifar10")?.options.augmentations == [.randomCrop(padding: 4), .horizontalFlip(probability: 0.5)])
     }
 }

@@ -67,18 +67,28 @@ struct ImageFolderTrainingTests {
         return (data.train, data.test)
     }
 
-    @Test("the fused sample path writes what sampleBytes and the normalisation give, for training and evaluation")
-    func fusedEqualsGeneral() throws {
+    @Test("the fused sample path writes what sampleBytes, the normalisation and random erasing give",
+          arguments: [[], [ImageTransform.randomErasing(probability: 0.7, scale: 0.02...0.33, ratio: 0.3...3.3, randomValue: true)]])
+    func fusedEqualsGeneral(_ augmentations: [ImageTransform]) throws {
         let root = try temporaryDirectory("fused-set")
         try writeMixedImageFolder(root, perClass: 6)
-        let (train, test) = try sets(root)
+        var options = TrainingOptions()
+        options.augmentations = augmentations
+        let (train, test) = try sets(root, options: options)
         for (set, epoch) in [(train, 3 as Int?), (test, nil)] {
+            guard case let .folder(_, transforms, shape) = set.source else { throw TrainingError.invalidOption("not a folder") }
+            #expect(ImagePipeline(transforms: transforms, shape: shape, mean: set.mean, std: set.std) != nil, "not the fused path")
             let plane = 24 * 24
             for index in 0..<set.count {
                 var fused = [Float](repeating: .nan, count: 3 * plane)
                 let label = try fused.withUnsafeMutableBufferPointer { try set.sample(index, epoch: epoch, into: $0.baseAddress!) }
                 let (image, expectedLabel) = try set.sampleBytes(index, epoch: epoch)
-                let general = image.pixels.enumerated().map { i, p in (Float(p) / 255 - set.mean[i / plane]) / set.std[i / plane] }
+                var general = image.pixels.enumerated().map { i, p in (Float(p) / 255 - set.mean[i / plane]) / set.std[i / plane] }
+                if let epoch {
+                    general.withUnsafeMutableBufferPointer {
+                        set.erase($0.baseAddress!, channels: 3, height: 24, width: 24, index: index, epoch: epoch)
+                    }
+                }
                 #expect(label == expectedLabel && fused == general, "sample \(index), epoch \(String(describing: epoch))")
             }
         }

@@ -114,12 +114,47 @@ final class PrimitiveCache: @unchecked Sendable {
     var count: Int { entries.count }
 }
 
-/// Creates a primitive descriptor from an op descriptor, with user-mode scratchpad attributes.
+/// An epilogue oneDNN fuses into a primitive (post-ops): add what the destination already holds, then an
+/// elementwise activation — so `activation(conv(x) + residual)` is one pass over memory.
+struct Epilogue: Hashable {
+    /// Accumulate into the destination's previous contents (the residual, copied there first).
+    var sum = false
+    /// Elementwise function applied last.
+    var activation: Activation?
+
+    var isEmpty: Bool { !sum && activation == nil }
+
+    /// A key fragment for the primitive cache.
+    var keyValues: [Int] {
+        guard let activation else { return [sum ? 1 : 0, -1] }
+        let (algorithm, alpha, beta) = activation.algorithm
+        return [sum ? 1 : 0, Int(algorithm.rawValue), Int(alpha.bitPattern), Int(beta.bitPattern)]
+    }
+}
+
+/// Creates a primitive descriptor from an op descriptor, with user-mode scratchpad attributes and the `epilogue`
+/// as post-ops.
 func makePrimitiveDescriptor<Descriptor>(_ opDescriptor: inout Descriptor, hint: dnnl_primitive_desc_t? = nil,
-                                         name: String) throws -> dnnl_primitive_desc_t {
+                                         epilogue: Epilogue = Epilogue(), name: String) throws -> dnnl_primitive_desc_t {
+    var attributes = Engine.shared.attributes
+    var owned: dnnl_primitive_attr_t?
+    if !epilogue.isEmpty {
+        try check(dnnl_primitive_attr_clone(&owned, Engine.shared.attributes), "dnnl_primitive_attr_clone(\(name))")
+        attributes = owned!
+        var postOps: dnnl_post_ops_t?
+        try check(dnnl_post_ops_create(&postOps), "dnnl_post_ops_create(\(name))")
+        defer { dnnl_post_ops_destroy(postOps) }
+        if epilogue.sum { try check(dnnl_post_ops_append_sum(postOps, 1), "dnnl_post_ops_append_sum(\(name))") }
+        if let activation = epilogue.activation {
+            let (algorithm, alpha, beta) = activation.algorithm
+            try check(dnnl_post_ops_append_eltwise(postOps, 1, algorithm, alpha, beta), "dnnl_post_ops_append_eltwise(\(name))")
+        }
+        try check(dnnl_primitive_attr_set_post_ops(attributes, postOps), "dnnl_primitive_attr_set_post_ops(\(name))")
+    }
+    defer { if let owned { dnnl_primitive_attr_destroy(owned) } }
     var pd: dnnl_primitive_desc_t?
     try withUnsafePointer(to: &opDescriptor) { pointer in
-        try check(dnnl_primitive_desc_create(&pd, UnsafeRawPointer(pointer), Engine.shared.attributes,
+        try check(dnnl_primitive_desc_create(&pd, UnsafeRawPointer(pointer), attributes,
                                              Engine.shared.engine, hint), "dnnl_primitive_desc_create(\(name))")
     }
     return pd!

@@ -12,25 +12,33 @@ public struct BatchNormOutput {
 
 /// Batch normalisation over (N, H, W) per channel with batch statistics (training mode). Differentiable
 /// in input, scale and shift. input (N,C,H,W), scale (C), shift (C) → (N,C,H,W) in the input's layout.
-public func batchNormTraining(_ input: Tensor, scale: Tensor, shift: Tensor, epsilon: Float,
+///
+/// With `fusingReLU`, the output is `relu(batchNorm(input))` from one oneDNN primitive (forward and backward), which
+/// keeps a bit mask of the ReLU instead of making two more passes over the activations.
+public func batchNormTraining(_ input: Tensor, scale: Tensor, shift: Tensor, epsilon: Float, fusingReLU: Bool = false,
                               name: String = "batchNorm") throws -> BatchNormOutput {
     try validateBatchNorm(input, scale, shift, name)
     let c = input.shape[1]
-    let flags = dnnl_use_scale.rawValue | dnnl_use_shift.rawValue
+    let flags = dnnl_use_scale.rawValue | dnnl_use_shift.rawValue | (fusingReLU ? dnnl_fuse_norm_relu.rawValue : 0)
     let forward = try batchNormPrimitive(input, epsilon, flags, dnnl_forward_training, name)
     let result = try Tensor.uninitialized(input.shape, layout: input.layout)
     let mean = try Tensor.uninitialized([c]), variance = try Tensor.uninitialized([c])
     let plainScale = try scale.detached.reordered(to: .plain), plainShift = try shift.detached.reordered(to: .plain)
-    try forward.execute([
+    var buffers: [(Int32, Storage)] = [
         (DNNL_ARG_SRC, input.storage),
         (DNNL_ARG_SCALE, plainScale.storage),
         (DNNL_ARG_SHIFT, plainShift.storage),
         (DNNL_ARG_DST, result.storage),
         (DNNL_ARG_MEAN, mean.storage),
         (DNNL_ARG_VARIANCE, variance.storage),
-    ])
+    ]
+    // The ReLU's mask (one bit or byte per element), read again by the backward pass.
+    let workspace = fusingReLU ? Storage(capacity: (byteSize(forward.descriptor(for: DNNL_ARG_WORKSPACE)) + 3) / 4) : nil
+    if let workspace { buffers.append((DNNL_ARG_WORKSPACE, workspace)) }
+    try forward.execute(buffers)
     let output = result.recorded(from: [input, scale, shift]) { gradient in
-        try batchNormBackward(input, gradient, plainScale, plainShift, mean, variance, epsilon, flags, forward, name)
+        try batchNormBackward(input, gradient, plainScale, plainShift, mean, variance, epsilon, flags, forward, name,
+                              workspace: workspace)
     }
     return BatchNormOutput(output: output, mean: Array(UnsafeBufferPointer(start: mean.storage.pointer, count: c)),
                            variance: Array(UnsafeBufferPointer(start: variance.storage.pointer, count: c)))
@@ -89,7 +97,8 @@ private func batchNormPrimitive(_ input: Tensor, _ epsilon: Float, _ flags: UInt
 }
 
 private func batchNormBackward(_ input: Tensor, _ gradient: Tensor, _ scale: Tensor, _ shift: Tensor, _ mean: Tensor, _ variance: Tensor,
-                               _ epsilon: Float, _ flags: UInt32, _ forward: Primitive, _ name: String) throws -> [Tensor?] {
+                               _ epsilon: Float, _ flags: UInt32, _ forward: Primitive, _ name: String,
+                               workspace: Storage? = nil) throws -> [Tensor?] {
     let c = input.shape[1]
     let key = PrimitiveKey(kind: "bn_bwd", values: input.shape + [input.layout.rawValue, Int(flags), Int(epsilon.bitPattern)])
     let backward = try PrimitiveCache.shared.primitive(key) {
@@ -114,6 +123,6 @@ private func batchNormBackward(_ input: Tensor, _ gradient: Tensor, _ scale: Ten
         (DNNL_ARG_DIFF_SRC, inputGradient.storage),
         (DNNL_ARG_DIFF_SCALE, scaleGradient.storage),
         (DNNL_ARG_DIFF_SHIFT, shiftGradient.storage),
-    ])
+    ] + (workspace.map { [(DNNL_ARG_WORKSPACE, $0)] } ?? []))
     return [inputGradient, scaleGradient, shiftGradient]
 }

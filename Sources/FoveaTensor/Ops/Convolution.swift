@@ -27,8 +27,21 @@ public struct ConvolutionGeometry: Hashable, Sendable {
 ///
 /// input (N,C,H,W), weight (K,C/groups,R,S), bias (K) → output (N,K,P,Q). The input may be in any
 /// layout; the output is in the layout oneDNN picks for speed (blocked for most shapes).
+///
+/// With `residual` (N,K,P,Q) and/or `activation`, the result is `activation(conv + bias + residual)`. Outside
+/// training (nothing recorded) this is one oneDNN convolution with the addition and the activation fused as
+/// post-ops; when the tape records, the same value is computed by separate differentiable operations.
 public func conv2d(_ input: Tensor, weight: Tensor, bias: Tensor? = nil,
-                   geometry: ConvolutionGeometry = ConvolutionGeometry(), name: String = "conv2d") throws -> Tensor {
+                   geometry: ConvolutionGeometry = ConvolutionGeometry(), residual: Tensor? = nil, activation: Activation? = nil,
+                   name: String = "conv2d") throws -> Tensor {
+    if residual != nil || activation != nil {
+        let recorded = Autodiff.recording && (input.node != nil || weight.node != nil || bias?.node != nil || residual?.node != nil)
+        if recorded {
+            var y = try conv2d(input, weight: weight, bias: bias, geometry: geometry, name: name)
+            if let residual { y = try y + residual }
+            return try activation.map { try activate(y, $0) } ?? y
+        }
+    }
     let g = geometry
     guard g.stride.count == 2, g.padding.count == 2, g.dilation.count == 2, g.stride.allSatisfy({ $0 > 0 }),
           g.dilation.allSatisfy({ $0 > 0 }), g.padding.allSatisfy({ $0 >= 0 }), g.groups > 0 else {
@@ -52,8 +65,13 @@ public func conv2d(_ input: Tensor, weight: Tensor, bias: Tensor? = nil,
                                         actual: input.shape)
     }
     let outputShape = [n, k, out[0], out[1]]
+    if let residual, residual.shape != outputShape {
+        throw TensorError.shapeMismatch(operation: name + " residual", expected: "\(outputShape)", actual: residual.shape)
+    }
     let training = Autodiff.recording && (input.node != nil || weight.node != nil || bias?.node != nil)
+    let epilogue = Epilogue(sum: residual != nil, activation: activation)
     let keyValues = input.shape + weight.shape + g.stride + g.padding + g.dilation + [g.groups, bias == nil ? 0 : 1]
+        + epilogue.keyValues
     let weightShape5 = g.groups == 1 ? weight.shape : [g.groups, k / g.groups] + weight.shape.dropFirst()
     let strides = g.stride.map(Int64.init), padding = g.padding.map(Int64.init)
     let dilation = g.dilation.map { Int64($0 - 1) }
@@ -72,7 +90,7 @@ public func conv2d(_ input: Tensor, weight: Tensor, bias: Tensor? = nil,
                                                                  dnnl_convolution_direct, &src, &wei, &biasMD, &dst,
                                                                  strides, dilation, padding, padding),
                       "dnnl_dilated_convolution_forward_desc_init(\(name))")
-            guard let pd = try? makePrimitiveDescriptor(&desc, name: name) else { continue }
+            guard let pd = try? makePrimitiveDescriptor(&desc, epilogue: epilogue, name: name) else { continue }
             let chosen = [(DNNL_QUERY_SRC, input.shape), (DNNL_QUERY_DST, outputShape)].allSatisfy { query, shape in
                 dnnl_primitive_desc_query_md(pd, query.0, query.1).map { Layout.matching($0.pointee, shape: shape) != nil } ?? false
             }
@@ -88,7 +106,16 @@ public func conv2d(_ input: Tensor, weight: Tensor, bias: Tensor? = nil,
     let kernelWeight = descriptorsEqual(weightMD, plainWeightMD) ? plainWeight.storage
         : try Tensor.reorderRaw(plainWeight.storage, from: plainWeightMD, to: weightMD,
                                 key: PrimitiveKey(kind: training ? "conv_w_fwd_t" : "conv_w_fwd_i", values: keyValues))
-    let result = try Tensor.uninitialized(outputShape, layout: try layoutOf(forward, DNNL_ARG_DST, outputShape, name))
+    let destinationLayout = try layoutOf(forward, DNNL_ARG_DST, outputShape, name)
+    let result: Tensor
+    if let residual {
+        // The sum post-op adds what the destination holds: start from a private copy of the residual.
+        let arranged = try residual.detached.reordered(to: destinationLayout)
+        result = try Tensor.uninitialized(outputShape, layout: destinationLayout)
+        result.storage.pointer.update(from: arranged.storage.pointer, count: min(result.storage.capacity, arranged.storage.capacity))
+    } else {
+        result = try Tensor.uninitialized(outputShape, layout: destinationLayout)
+    }
     var buffers: [(Int32, Storage)] = [
         (DNNL_ARG_SRC, source.storage),
         (DNNL_ARG_WEIGHTS, kernelWeight),

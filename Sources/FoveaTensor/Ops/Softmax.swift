@@ -65,12 +65,7 @@ public func crossEntropy(logits: Tensor, labels: [Int32], labelSmoothing: Float 
     let smoothing = Double(labelSmoothing)
     for i in 0..<n {
         let row = x + i * k
-        var maximum = row[0]
-        for j in 1..<k { maximum = max(maximum, row[j]) }
-        var sum = 0.0
-        for j in 0..<k { let e = Double(row[j] - maximum).exp; p[i * k + j] = Float(e); sum += e }
-        let logSum = sum.log + Double(maximum)
-        for j in 0..<k { p[i * k + j] = Float(Double(p[i * k + j]) / sum) }
+        let logSum = softmaxRow(row, count: k, into: p + i * k)
         var meanNegativeLog = 0.0
         if smoothing > 0 { for j in 0..<k { meanNegativeLog += logSum - Double(row[j]) }; meanNegativeLog /= Double(k) }
         total += (1 - smoothing) * (logSum - Double(row[Int(labels[i])])) + smoothing * meanNegativeLog
@@ -91,6 +86,66 @@ public func crossEntropy(logits: Tensor, labels: [Int32], labelSmoothing: Float 
         }
         return [result]
     }
+}
+
+/// Mean cross-entropy between logits (N, K) and soft targets (N, K), one weight per class and sample — the
+/// mixed one-hot targets of MixUp and CutMix: −(1/N)·Σᵢ Σⱼ tᵢⱼ·log softmax(zᵢ)ⱼ, as PyTorch's `cross_entropy` with
+/// class-probability targets. Returns a scalar. Differentiable in the logits; the targets are data.
+///
+/// Targets must be finite and non-negative. Rows need not sum to one: the gradient (Σⱼ tᵢⱼ)·pᵢ − tᵢ (over N)
+/// holds for any row, and is pᵢ − tᵢ for a distribution. Label smoothing ε is the target (1−ε)·t + ε/K.
+public func crossEntropy(logits: Tensor, targets: Tensor) throws -> Tensor {
+    guard logits.shape.count == 2 else {
+        throw TensorError.shapeMismatch(operation: "crossEntropy", expected: "(N, K) logits", actual: logits.shape)
+    }
+    guard targets.shape == logits.shape else {
+        throw TensorError.incompatibleShapes(operation: "crossEntropy(logits:targets:)", logits.shape, targets.shape)
+    }
+    let (n, k) = (logits.shape[0], logits.shape[1])
+    guard n > 0, k > 0 else { throw TensorError.invalidArgument(operation: "crossEntropy", message: "empty batch") }
+    let target = try targets.detached.reordered(to: .plain).copy()
+    let t = target.storage.pointer
+    if let bad = (0..<(n * k)).first(where: { !(t[$0] >= 0) || !t[$0].isFinite }) {
+        throw TensorError.invalidArgument(operation: "crossEntropy",
+                                          message: "target \(t[bad]) of sample \(bad / k), class \(bad % k) is negative or not finite")
+    }
+    let source = try logits.detached.reordered(to: .plain)
+    let x = source.storage.pointer
+    let probabilities = Tensor(repeating: 0, shape: [n, k])
+    let p = probabilities.storage.pointer
+    var total = 0.0
+    var rowSums = [Float](repeating: 0, count: n)
+    for i in 0..<n {
+        let logSum = softmaxRow(x + i * k, count: k, into: p + i * k)
+        var rowSum = 0.0
+        for j in 0..<k {
+            total += Double(t[i * k + j]) * (logSum - Double(x[i * k + j]))
+            rowSum += Double(t[i * k + j])
+        }
+        rowSums[i] = Float(rowSum)
+    }
+    withExtendedLifetime(source) {}
+    let loss = Tensor(scalar: Float(total / Double(n)))
+    return loss.recorded(from: [logits]) { [probabilities, target] gradient in
+        let p = probabilities.storage.pointer, t = target.storage.pointer
+        let scale = gradient.scalarValue / Float(n)
+        let result = try Tensor.uninitialized([n, k])
+        let g = result.storage.pointer
+        for i in 0..<n {
+            for j in 0..<k { g[i * k + j] = (rowSums[i] * p[i * k + j] - t[i * k + j]) * scale }
+        }
+        return [result]
+    }
+}
+
+/// Writes softmax(row) to `probabilities` and returns log Σ exp(row), both computed after subtracting the row maximum.
+private func softmaxRow(_ row: UnsafePointer<Float>, count k: Int, into probabilities: UnsafeMutablePointer<Float>) -> Double {
+    var maximum = row[0]
+    for j in 1..<k { maximum = max(maximum, row[j]) }
+    var sum = 0.0
+    for j in 0..<k { let e = Double(row[j] - maximum).exp; probabilities[j] = Float(e); sum += e }
+    for j in 0..<k { probabilities[j] = Float(Double(probabilities[j]) / sum) }
+    return sum.log + Double(maximum)
 }
 
 #if canImport(Glibc)

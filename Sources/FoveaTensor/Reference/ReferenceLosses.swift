@@ -68,3 +68,21 @@ extension Reference {
         return total / Double(rows)
     }
 }
+
+extension Reference {
+    /// Mean cross-entropy against soft targets, as `F.cross_entropy` with class-probability targets.
+    ///
+    /// Sample i contributes `−Σₖ t_{i,k}·log p_{i,k}`; the targets are used as given (no normalisation).
+    // logits (N,K), targets (N,K) → scalar
+    public static func crossEntropy(logits: ReferenceArray, targets: ReferenceArray) -> Double {
+        let (rows, columns) = logits.rowsAndColumns
+        precondition(targets.shape == logits.shape, "targets \(targets.shape) do not match logits \(logits.shape)")
+        precondition(rows > 0, "cross-entropy needs at least one sample")
+        let logProbabilities = logSoftmax(logits)
+        var total = 0.0
+        for index in 0..<(rows * columns) {
+            total -= targets.values[index] * logProbabilities.values[index]
+        }
+        return total / Double(rows)
+    }
+}

@@ -1,0 +1,116 @@
+import Foundation
+import FoveaTensor
+
+// Kernel fusion (DESIGN §2): in inference, batch norm folded into convolutions and activations and residual additions
+// as oneDNN post-ops; in training, batch norm + ReLU as one primitive.
+// Everything else in training runs the layers one by one.
+
+/// Fusion switch (inference: folded batch norm and post-ops; training: batch norm + ReLU): on, unless the environment sets `FOVEA_NO_FUSION` (to measure what fusion gains, or to
+/// rule it out when debugging).
+public enum KernelFusion {
+    public static let isEnabled = ProcessInfo.processInfo.environment["FOVEA_NO_FUSION"] == nil
+}
+
+extension Conv2D {
+    /// `activation(norm(self(x)) + residual)`, with every part optional.
+    ///
+    /// When nothing is recorded and `norm` is in evaluation mode, this is a single convolution: the batch norm is
+    /// folded into the weights and bias (w·γ/√(σ²+ε), (b − μ)·γ/√(σ²+ε) + β) and the addition and activation run as
+    /// post-ops. Otherwise the layers run one after the other, exactly as without fusion.
+    public func callAsFunction(_ x: Tensor, normalizedBy norm: BatchNorm2D?, adding residual: Tensor? = nil,
+                               activation: Activation? = nil) throws -> Tensor {
+        guard KernelFusion.isEnabled, !Autodiff.isRecording, !(norm?.isTraining ?? false) else {
+            var y = try self(x)
+            if let norm {
+                // Training: batch norm and a directly following ReLU run as one primitive.
+                if residual == nil && activation == .relu && KernelFusion.isEnabled { return try norm(y, fusingReLU: true) }
+                y = try norm(y)
+            }
+            if let residual { y = try y + residual }
+            return try activation.map { try activate(y, $0) } ?? y
+        }
+        let name = "Conv2D(\(weight.value.shape[1] * geometry.groups)→\(weight.value.shape[0]))"
+        guard let norm else {
+            return try conv2d(x, weight: weight.value, bias: bias?.value, geometry: geometry, residual: residual,
+                              activation: activation, name: name)
+        }
+        let (foldedWeight, foldedBias) = try norm.fold(weight: weight.value, bias: bias?.value, convolution: name)
+        return try conv2d(x, weight: foldedWeight, bias: foldedBias, geometry: geometry, residual: residual,
+                          activation: activation, name: name + "+BatchNorm2D")
+    }
+}
+
+extension BatchNorm2D {
+    /// The weight and bias of a convolution (weight (K, …), bias (K) or none) followed by this batch norm in
+    /// evaluation mode, as one affine map per output channel.
+    public func fold(weight: Tensor, bias: Tensor?, convolution: String) throws -> (Tensor, Tensor) {
+        let channels = self.weight.value.count
+        guard weight.shape.first == channels, bias.map({ $0.shape == [channels] }) ?? true else {
+            throw TensorError.shapeMismatch(operation: "\(convolution) folded with BatchNorm2D(\(channels))",
+                                            expected: "\(channels) output channels", actual: weight.shape)
+        }
+        let plainWeight = try weight.reordered(to: .plain)
+        let perChannel = weight.count / channels
+        let foldedWeight = Tensor.zeros(weight.shape), foldedBias = Tensor.zeros([channels])
+        let (gamma, beta) = (try self.weight.value.reordered(to: .plain), try self.bias.value.reordered(to: .plain))
+        let (mean, variance) = (runningMean.value, runningVariance.value)
+        let source = plainWeight.storage.pointer, target = foldedWeight.storage.pointer
+        for k in 0..<channels {
+            let scale = gamma.storage.pointer[k] / (variance.storage.pointer[k] + epsilon).squareRoot()
+            let base = k * perChannel
+            for i in 0..<perChannel { target[base + i] = source[base + i] * scale }
+            let b = bias.map { $0.storage.pointer[k] } ?? 0
+            foldedBias.storage.pointer[k] = (b - mean.storage.pointer[k]) * scale + beta.storage.pointer[k]
+        }
+        return (foldedWeight, foldedBias)
+    }
+}
+
+extension Sequential {
+    /// The chain's output plus `residual` (e.g. an inverted-residual block's input). In inference, runs of
+    /// convolution → batch norm → activation become single fused convolutions, and the residual addition is fused
+    /// into the last convolution when the chain ends in one without an activation.
+    public func callAsFunction(_ x: Tensor, adding residual: Tensor?) throws -> Tensor {
+        guard KernelFusion.isEnabled, !Autodiff.isRecording else {
+            var y = x
+            var index = 0
+            while index < layers.count {
+                // Training: batch norm and a directly following ReLU run as one primitive.
+                if KernelFusion.isEnabled, let norm = layers[index] as? BatchNorm2D, index + 1 < layers.count,
+                   let next = layers[index + 1] as? ActivationLayer, next.activation == .relu {
+                    y = try norm(y, fusingReLU: true)
+                    index += 2
+                } else {
+                    y = try layers[index](y)
+                    index += 1
+                }
+            }
+            return try residual.map { try y + $0 } ?? y
+        }
+        var y = x
+        var index = 0
+        while index < layers.count {
+            guard let conv = layers[index] as? Conv2D else {
+                y = try layers[index](y)
+                index += 1
+                continue
+            }
+            var next = index + 1
+            var norm: BatchNorm2D?
+            if next < layers.count, let candidate = layers[next] as? BatchNorm2D, !candidate.isTraining {
+                norm = candidate
+                next += 1
+            }
+            var activation: Activation?
+            if next < layers.count, let layer = layers[next] as? ActivationLayer {
+                activation = layer.activation
+                next += 1
+            }
+            let fusedResidual = next == layers.count && activation == nil ? residual : nil
+            y = try conv(y, normalizedBy: norm, adding: fusedResidual, activation: activation)
+            if next == layers.count && fusedResidual != nil { return y }
+            index = next
+        }
+        return try residual.map { try y + $0 } ?? y
+    }
+}

@@ -1,0 +1,123 @@
+import FoveaNN
+import FoveaTensor
+import Testing
+
+/// Inference fusion must give what the layers give one by one: convolution, batch norm (running statistics),
+/// residual addition and activation as separate oneDNN primitives.
+@Suite("Inference fusion")
+struct FusionTests {
+    /// A batch norm in evaluation mode with non-trivial statistics and affine parameters.
+    static func batchNorm(_ channels: Int, _ generator: inout SeededGenerator) throws -> BatchNorm2D {
+        let norm = try BatchNorm2D(channels)
+        func values(_ f: (inout SeededGenerator) -> Float) throws -> Tensor {
+            try Tensor(shape: [channels], values: (0..<channels).map { _ in f(&generator) })
+        }
+        norm.weight.value = try values { 0.5 + Float($0.nextDouble()) }
+        norm.bias.value = try values { Float($0.nextNormal()) * 0.3 }
+        norm.runningMean.value = try values { Float($0.nextNormal()) * 0.2 }
+        norm.runningVariance.value = try values { 0.3 + Float($0.nextDouble()) }
+        norm.isTraining = false
+        return norm
+    }
+
+    static func random(_ shape: [Int], _ generator: inout SeededGenerator) throws -> Tensor {
+        try Tensor(shape: shape, values: (0..<shape.reduce(1, *)).map { _ in Float(generator.nextNormal()) })
+    }
+
+    static func relativeError(_ a: Tensor, _ b: Tensor) throws -> Float {
+        let (x, y) = (try a.toArray(), try b.toArray())
+        let scale = max(y.map(abs).max() ?? 0, 1e-6)
+        return zip(x, y).map { abs($0 - $1) }.max()! / scale
+    }
+
+    @Test("conv → batch norm → (+ residual) → activation, fused, equals the separate layers",
+          arguments: [(Activation?.none, false), (.relu, true), (.relu6, false), (.silu, true), (.hardSwish, false),
+                      (.none, true), (.relu, false)])
+    func convolutionBatchNorm(_ activation: Activation?, _ withResidual: Bool) throws {
+        var generator = SeededGenerator(seed: 7)
+        for (channels, out, groups, stride, bias) in [(3, 16, 1, 1, false), (16, 16, 16, 2, false), (8, 24, 1, 2, true)] {
+            Initialization.seed(3)
+            let conv = try Conv2D(channels, out, kernelSize: 3, stride: stride, padding: 1, groups: groups, bias: bias)
+            let norm = try Self.batchNorm(out, &generator)
+            let x = try Self.random([2, channels, 9, 11], &generator)
+            let outputSize = [2, out, (9 - 1) / stride + 1, (11 - 1) / stride + 1]
+            let residual = withResidual ? try Self.random(outputSize, &generator) : nil
+            try Autodiff.withoutRecording {
+                var separate = try norm(conv(x))
+                if let residual { separate = try separate + residual }
+                if let activation { separate = try activate(separate, activation) }
+                let fused = try conv(x, normalizedBy: norm, adding: residual, activation: activation)
+                #expect(fused.shape == separate.shape)
+                #expect(try Self.relativeError(fused, separate) < 1e-5, "\(channels)→\(out) groups \(groups) \(String(describing: activation))")
+            }
+        }
+    }
+
+    @Test("a Sequential in inference (fused runs, residual fused into its last convolution) equals the layers one by one")
+    func sequential() throws {
+        var generator = SeededGenerator(seed: 11)
+        Initialization.seed(5)
+        let chain = Sequential([
+            try Conv2D(8, 32, kernelSize: 1, bias: false), try Self.batchNorm(32, &generator), ActivationLayer(.relu6),
+            try Conv2D(32, 32, kernelSize: 3, padding: 1, groups: 32, bias: false), try Self.batchNorm(32, &generator),
+            ActivationLayer(.relu6),
+            try Conv2D(32, 8, kernelSize: 1, bias: false), try Self.batchNorm(8, &generator),
+        ])
+        let x = try Self.random([3, 8, 7, 7], &generator)
+        try Autodiff.withoutRecording {
+            var separate = x
+            for layer in chain.layers { separate = try layer(separate) }
+            #expect(try Self.relativeError(chain(x), separate) < 1e-5)
+            #expect(try Self.relativeError(chain(x, adding: x), separate + x) < 1e-5)
+        }
+    }
+
+    @Test("while the tape records, the same call runs the layers separately and is differentiable")
+    func training() throws {
+        var generator = SeededGenerator(seed: 13)
+        Initialization.seed(9)
+        let conv = try Conv2D(4, 6, kernelSize: 3, padding: 1, bias: false)
+        let norm = try Self.batchNorm(6, &generator)
+        norm.isTraining = true
+        let x = try Self.random([2, 4, 5, 5], &generator)
+        let residual = try Self.random([2, 6, 5, 5], &generator)
+        let y = try conv(x, normalizedBy: norm, adding: residual, activation: .relu)
+        try y.sum().backward()
+        #expect(conv.weight.grad != nil && norm.weight.grad != nil)
+    }
+}
+
+@Suite("Training fusion")
+struct TrainingFusionTests {
+    @Test("batch norm + ReLU as one primitive: same output, running statistics and gradients as the two layers",
+          arguments: [[4, 16, 6, 5], [3, 5, 7, 7], [6, 8, 1, 1]])
+    func batchNormReLU(_ shape: [Int]) throws {
+        var generator = SeededGenerator(seed: 21)
+        let input = try FusionTests.random(shape, &generator)
+        let upstream = try FusionTests.random(shape, &generator)
+        var results: [(output: [Float], input: [Float], scale: [Float], shift: [Float], mean: [Float])] = []
+        for fused in [false, true] {
+            let norm = try FusionTests.batchNorm(shape[1], &generator)
+            norm.weight.value = try Tensor(shape: [shape[1]], values: (0..<shape[1]).map { 0.5 + Float($0) / 10 })
+            norm.bias.value = try Tensor(shape: [shape[1]], values: (0..<shape[1]).map { Float($0 % 3) * 0.2 - 0.2 })
+            norm.runningMean.value = Tensor.zeros([shape[1]])
+            norm.isTraining = true
+            var inputGradient: Tensor?
+            let tracked = input.trackingGradient { inputGradient = try $0.reordered(to: .plain) }
+            let y = fused ? try norm(tracked, fusingReLU: true) : try relu(norm(tracked))
+            try y.backward(seed: upstream)
+            results.append((try y.toArray(), try #require(inputGradient).toArray(), try #require(norm.weight.grad).toArray(),
+                            try #require(norm.bias.grad).toArray(), try norm.runningMean.value.toArray()))
+        }
+        func close(_ a: [Float], _ b: [Float]) -> Bool {
+            let scale = max(b.map(abs).max() ?? 0, 1e-6)
+            return zip(a, b).allSatisfy { abs($0 - $1) / scale < 1e-5 }
+        }
+        #expect(results[0].output.contains { $0 == 0 } && results[0].output.contains { $0 > 0 }, "the ReLU must cut somewhere")
+        #expect(close(results[1].output, results[0].output))
+        #expect(close(results[1].input, results[0].input))
+        #expect(close(results[1].scale, results[0].scale))
+        #expect(close(results[1].shift, results[0].shift))
+        #expect(close(results[1].mean, results[0].mean))
+    }
+}
