@@ -50,6 +50,7 @@ public struct ImagePipeline: Sendable {
     /// Loads the image at `path` into `destination` (C×H×W floats), applying random transforms only when `augment`,
     /// with parameters drawn from `generator` in the order the transforms draw them. Returns false, having written
     /// nothing, for the rare image the fused path cannot reproduce (e.g. a centre crop larger than the image).
+    /// Random erasing, which acts on the normalised floats with a generator of its own, is left to the caller.
     public func load(path: String, augment: Bool, generator: inout SeededGenerator,
                      into destination: UnsafeMutablePointer<Float>) throws -> Bool {
         try load(path: path, into: destination) { height, width in
@@ -71,7 +72,9 @@ public struct ImagePipeline: Sendable {
                                                        buffers: buffers)
         clock.lap(.decode)
         guard let plan = makePlan(image.height, image.width), plan.window.top >= 0, plan.window.left >= 0,
-              plan.window.top + plan.window.height <= image.height, plan.window.left + plan.window.width <= image.width
+              plan.window.top + plan.window.height <= image.height, plan.window.left + plan.window.width <= image.width,
+              plan.output.top >= 0, plan.output.left >= 0, plan.output.top + shape[1] <= plan.resized.height,
+              plan.output.left + shape[2] <= plan.resized.width
         else { return false }
         let rows = Resize.taps(input: plan.window.height, output: plan.resized.height,
                                range: plan.output.top..<(plan.output.top + shape[1]))
