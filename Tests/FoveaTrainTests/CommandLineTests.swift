@@ -179,6 +179,8 @@ struct CommandLineTests {
         #expect((report?["accuracy"] as? Double ?? 0) > 0.9)
         #expect(try runFovea(["train", "--recipe", "no-such-recipe"]).status == 64)
         #expect(Recipe.named("resnet20-cifar10")?.options.milestones == [82, 123])
+        let best = try #require(Recipe.named("fashion-mnist-best")).options
+        #expect(best.model == "resnet20" && best.dataset == "fashion-mnist" && best.nesterov && best.epochs == 20)
     }
 
     @Test("predict prints the right class for images saved from the test split, and rejects bad images")
