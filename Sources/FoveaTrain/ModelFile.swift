@@ -106,7 +106,7 @@ public enum ModelFile {
 }
 
 /// Writes `data` to a temporary file in the same directory, syncs it, and renames it over `path`.
-func writeAtomically(_ data: Data, to path: String) throws {
+public func writeAtomically(_ data: Data, to path: String) throws {
     let temporary = path + ".tmp-\(getpid())"
     guard FileManager.default.createFile(atPath: temporary, contents: data) else {
         throw TrainingError.cannotWrite(path: path, reason: "cannot create \(temporary)")

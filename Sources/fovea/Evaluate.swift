@@ -49,7 +49,7 @@ struct Evaluate: ParsableCommand {
                 set = ImageClassificationSet(images: data, info: info, mean: sidecar.mean, std: sidecar.std)
             }
             let report = try evaluate(model: model, on: set, batchSize: batchSize, split: split)
-            if let output { try report.jsonData().write(to: URL(fileURLWithPath: output), options: .atomic) }
+            if let output { try writeAtomically(report.jsonData(), to: output) }
             if json { printJSON(try report.jsonData()) } else { print(report.textSummary()) }
         }
     }

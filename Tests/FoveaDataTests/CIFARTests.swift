@@ -28,7 +28,7 @@ struct CIFARTests {
         }
         try writeCIFAR(directory + "/test_batch.bin", records: 4, labelBytes: 1) { [UInt8($0)] }
         try "airplane\nautomobile\nbird\ncat\ndeer\ndog\nfrog\nhorse\nship\ntruck\n".write(
-            toFile: directory + "/batches.meta.txt", atomically: true, encoding: .utf8)
+            toFile: directory + "/batches.meta.txt", atomically: false, encoding: .utf8)
     }
 
     @Test("CIFAR-10 batches load in order with labels, planar RGB pixels and class names")

@@ -1,39 +1,90 @@
 /// Operations that broadcast or reduce per (image, channel): squeeze-excitation scaling, adaptive pooling, dropout.
 
-/// x (N,C,H,W) · s (N,C,1,1), broadcasting s over H and W (squeeze-excitation). Result in x's layout. Differentiable in both.
+/// x (N,C,H,W) · s (N,C,1,1), broadcasting s over H and W (squeeze-excitation). Result in x's layout, computed in that
+/// layout (no reorders of the large operand). Differentiable in both.
 public func multiplyChannels(_ x: Tensor, by scale: Tensor, name: String = "multiplyChannels") throws -> Tensor {
     guard x.shape.count == 4, scale.shape == [x.shape[0], x.shape[1], 1, 1] else {
         throw TensorError.incompatibleShapes(operation: name, x.shape, scale.shape)
     }
-    let source = try x.detached.reordered(to: .plain)
+    let source = x.detached
     let factors = try scale.detached.reordered(to: .plain)
-    let plane = x.shape[2] * x.shape[3]
-    let result = try Tensor.uninitialized(x.shape)
-    let (a, s, c) = (source.storage.pointer, factors.storage.pointer, result.storage.pointer)
-    for nc in 0..<(x.shape[0] * x.shape[1]) {
-        let factor = s[nc]
-        for i in 0..<plane { c[nc * plane + i] = a[nc * plane + i] * factor }
+    let result = try Tensor.uninitialized(x.shape, layout: x.layout)
+    let (a, f, y) = (source.storage.pointer, factors.storage.pointer, result.storage.pointer)
+    let block = x.layout.channelBlock
+    if block > 1 {
+        // Blocked: per (image, channel block), one row of lane factors applied to every pixel's block (vectorises).
+        let (n, c, plane) = (x.shape[0], x.shape[1], x.shape[2] * x.shape[3])
+        let blocks = (c + block - 1) / block
+        var lanes = [Float](repeating: 0, count: block)
+        for image in 0..<n {
+            for b in 0..<blocks {
+                for lane in 0..<block { lanes[lane] = b * block + lane < c ? f[image * c + b * block + lane] : 0 }
+                let base = (image * blocks + b) * plane * block
+                lanes.withUnsafeBufferPointer { factor in
+                    for pixel in 0..<plane {
+                        let row = base + pixel * block
+                        for lane in 0..<block { y[row + lane] = a[row + lane] * factor[lane] }
+                    }
+                }
+            }
+        }
+    } else {
+        forEachChannelRun(x.shape, x.layout) { nc, start, stride, count in
+            let factor = f[nc]
+            var offset = start
+            for _ in 0..<count {
+                y[offset] = a[offset] * factor
+                offset += stride
+            }
+        }
     }
     withExtendedLifetime((source, factors)) {}
-    let output = try result.reordered(to: x.layout)
     let layout = x.layout
-    return output.recorded(from: [x, scale]) { [source, factors] gradient in
+    return result.recorded(from: [x, scale]) { [source, factors] gradient in
         // Pointers into the saved tensors; the capture list keeps their storage alive.
-        let (a, s) = (source.storage.pointer, factors.storage.pointer)
-        let g = try gradient.detached.reordered(to: .plain)
-        let dx = try Tensor.uninitialized(x.shape), ds = try Tensor.uninitialized(scale.shape)
+        let (a, f) = (source.storage.pointer, factors.storage.pointer)
+        let g = try gradient.detached.reordered(to: layout)
+        let dx = try Tensor.uninitialized(x.shape, layout: layout), ds = Tensor.zeros(scale.shape)
         let (gp, dxp, dsp) = (g.storage.pointer, dx.storage.pointer, ds.storage.pointer)
-        for nc in 0..<(x.shape[0] * x.shape[1]) {
-            let factor = s[nc]
+        forEachChannelRun(x.shape, layout) { nc, start, stride, count in
+            let factor = nc < 0 ? 0 : f[nc]
             var total: Float = 0
-            for i in 0..<plane {
-                dxp[nc * plane + i] = gp[nc * plane + i] * factor
-                total += gp[nc * plane + i] * a[nc * plane + i]
+            var offset = start
+            for _ in 0..<count {
+                dxp[offset] = nc < 0 ? 0 : gp[offset] * factor
+                total += gp[offset] * a[offset]
+                offset += stride
             }
-            dsp[nc] = total
+            if nc >= 0 { dsp[nc] += total }
         }
         withExtendedLifetime(g) {}
-        return [try dx.reordered(to: layout), ds]
+        return [dx, ds]
+    }
+}
+
+/// Visits every element of an (N,C,H,W) tensor stored in `layout`, as runs of elements that share one (image, channel):
+/// `body(n·C + c, first offset, stride, count)`. Lanes past C in blocked layouts (the block padding) come as runs
+/// with channel index −1.
+func forEachChannelRun(_ shape: [Int], _ layout: Layout, _ body: (Int, Int, Int, Int) -> Void) {
+    let (n, c, plane) = (shape[0], shape[1], shape[2] * shape[3])
+    switch layout {
+    case .plain:
+        for nc in 0..<(n * c) { body(nc, nc * plane, 1, plane) }
+    case .nhwc:
+        for image in 0..<n {
+            for channel in 0..<c { body(image * c + channel, image * plane * c + channel, c, plane) }
+        }
+    case .nChw8c, .nChw16c:
+        let block = layout.channelBlock, blocks = (c + block - 1) / block
+        for image in 0..<n {
+            for b in 0..<blocks {
+                let base = (image * blocks + b) * plane * block
+                for lane in 0..<block {
+                    let channel = b * block + lane
+                    body(channel < c ? image * c + channel : -1, base + lane, block, plane)
+                }
+            }
+        }
     }
 }
 
