@@ -81,8 +81,12 @@ public func conv2d(_ input: Tensor, weight: Tensor, bias: Tensor? = nil,
     let forward = try PrimitiveCache.shared.primitive(PrimitiveKey(kind: training ? "conv_fwd_t" : "conv_fwd_i",
                                                                    values: keyValues)) {
         // Let oneDNN choose the activation layouts; if it picks one Fovea does not carry between layers
-        // (e.g. 4-channel blocks for some grouped convolutions), ask for nChw8c, then plain.
-        for activationLayout in [Layout?.none, .nChw8c, .plain] {
+        // (e.g. 4-channel blocks for some grouped convolutions), ask for the layouts Fovea knows in turn. A reference
+        // (unoptimised) implementation is kept only if no layout has a better one: grouped convolutions with 4 channels
+        // per group (ResNeXt) get oneDNN's reference kernel in nChw8c but a fast one in nhwc.
+        var fallback: dnnl_primitive_desc_t?
+        defer { if let fallback { dnnl_primitive_desc_destroy(fallback) } }
+        for activationLayout in [Layout?.none, .nChw8c, .nChw16c, .nhwc, .plain] {
             var desc = dnnl_convolution_desc_t()
             var src = try activationLayout.map { try memoryDescriptor(input.shape, $0) } ?? anyDescriptor(input.shape)
             var dst = try activationLayout.map { try memoryDescriptor(outputShape, $0) } ?? anyDescriptor(outputShape)
@@ -96,8 +100,12 @@ public func conv2d(_ input: Tensor, weight: Tensor, bias: Tensor? = nil,
             let chosen = [(DNNL_QUERY_SRC, input.shape), (DNNL_QUERY_DST, outputShape)].allSatisfy { query, shape in
                 dnnl_primitive_desc_query_md(pd, query.0, query.1).map { Layout.matching($0.pointee, shape: shape) != nil } ?? false
             }
-            if chosen { return pd }
-            dnnl_primitive_desc_destroy(pd)
+            if chosen && !isReferenceImplementation(pd) { return pd }
+            if chosen && fallback == nil { fallback = pd } else { dnnl_primitive_desc_destroy(pd) }
+        }
+        if let chosen = fallback {
+            fallback = nil
+            return chosen
         }
         throw TensorError.invalidArgument(operation: name, message: "no convolution implementation for \(input.shape) in a known layout")
     }
@@ -222,6 +230,13 @@ func convolutionAlgorithm(channels: Int, outputChannels: Int, groups: Int, train
 }
 
 let forcedConvolutionAlgorithm = ProcessInfo.processInfo.environment["FOVEA_CONV_ALGORITHM"]
+
+/// Whether oneDNN picked one of its reference (plain C++, slow) implementations for `pd`.
+func isReferenceImplementation(_ pd: dnnl_primitive_desc_t) -> Bool {
+    var info: UnsafePointer<CChar>?
+    guard dnnl_primitive_desc_query(pd, dnnl_query_impl_info_str, 0, &info) == dnnl_success, let info else { return false }
+    return String(cString: info).hasPrefix("ref")
+}
 
 /// Whether every queried descriptor of `pd` is in a layout Fovea knows for its shape.
 func knownLayouts(_ pd: dnnl_primitive_desc_t, _ queries: [(dnnl_query_t, [Int])]) -> Bool {
