@@ -5,8 +5,8 @@ import FoveaTensor
 // as oneDNN post-ops; in training, batch norm + ReLU as one primitive.
 // Everything else in training runs the layers one by one.
 
-/// Fusion switch (inference: folded batch norm and post-ops; training: batch norm + ReLU): on, unless the environment sets `FOVEA_NO_FUSION` (to measure what fusion gains, or to
-/// rule it out when debugging).
+/// Fusion switch (inference: folded batch norm and post-ops; training: batch norm + ReLU): on, unless the environment
+/// sets `FOVEA_NO_FUSION` (to measure what fusion gains, or to rule it out when debugging).
 public enum KernelFusion {
     public static let isEnabled = ProcessInfo.processInfo.environment["FOVEA_NO_FUSION"] == nil
 }
@@ -16,7 +16,8 @@ extension Conv2D {
     ///
     /// When nothing is recorded and `norm` is in evaluation mode, this is a single convolution: the batch norm is
     /// folded into the weights and bias (w·γ/√(σ²+ε), (b − μ)·γ/√(σ²+ε) + β) and the addition and activation run as
-    /// post-ops. Otherwise the layers run one after the other, exactly as without fusion.
+    /// post-ops. Otherwise (training) the layers run one after the other, except that a batch norm directly followed by a
+    /// ReLU (no residual) runs as one oneDNN primitive.
     public func callAsFunction(_ x: Tensor, normalizedBy norm: BatchNorm2D?, adding residual: Tensor? = nil,
                                activation: Activation? = nil) throws -> Tensor {
         guard KernelFusion.isEnabled, !Autodiff.isRecording, !(norm?.isTraining ?? false) else {
