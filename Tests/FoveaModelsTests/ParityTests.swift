@@ -8,11 +8,12 @@ import Testing
 /// The folder of torchvision exports, from `FOVEA_PARITY_DIR`.
 private let parityDirectory = ProcessInfo.processInfo.environment["FOVEA_PARITY_DIR"]
 
-/// Eval-mode logits against torchvision, from exports written by `scripts/parity/export_torchvision.py`.
+/// Eval-mode logits of every family against torchvision, from exports written by `scripts/parity/export_torchvision.py`.
 /// Runs only when `FOVEA_PARITY_DIR` names the export folder; models whose files are absent are skipped.
 @Suite("Parity with torchvision", .enabled(if: parityDirectory != nil, "set FOVEA_PARITY_DIR to run"))
 struct ParityTests {
-    static let models = ["alexnet", "vgg11_bn", "resnet18", "resnet50", "resnext50_32x4d", "wide_resnet50_2"]
+    static let models = ["alexnet", "vgg11_bn", "resnet18", "resnet50", "resnext50_32x4d", "wide_resnet50_2", "googlenet",
+                         "inception_v3", "mobilenet_v2", "mobilenet_v3_small", "mobilenet_v3_large", "efficientnet_b0"]
 
     @Test("eval-mode logits agree with torchvision within relative error 1e-4", arguments: models)
     func logits(_ name: String) throws {

@@ -1,12 +1,14 @@
 #!/usr/bin/env python3
-"""Export a randomly initialised torchvision model for Fovea's parity test.
+"""Export randomly initialised torchvision models for Fovea's parity test.
 
 For each model name writes, into OUTPUT_DIR:
   <name>.safetensors          the eval-mode state_dict (float32; num_batches_tracked stays int64)
   <name>.io.safetensors       "input" (batch, 3, size, size) and "logits" (batch, classes) from eval mode
 
-Nothing is downloaded: weights come from torchvision's own initialisation under a fixed seed. Batch-norm
-running statistics are randomised too, so eval mode exercises them rather than the identity 0/1 defaults.
+Each model gets its own input size and constructor options (GoogLeNet without its auxiliary heads, as Fovea's
+registry builds it). Nothing is downloaded: weights come from torchvision's own initialisation under a fixed seed.
+Batch-norm running statistics and affine parameters are randomised too, so eval mode exercises them rather than the
+identity 0/1 defaults.
 
 Usage: /tmp/pt/bin/python scripts/parity/export_torchvision.py OUTPUT_DIR [model ...]
 Then:  FOVEA_PARITY_DIR=OUTPUT_DIR swift test --filter Parity
@@ -18,12 +20,27 @@ import torch
 import torchvision
 from safetensors.torch import save_file
 
-DEFAULT_MODELS = ["alexnet", "vgg11_bn", "resnet18", "resnet50", "resnext50_32x4d", "wide_resnet50_2"]
+# name: (input size, constructor options); mobilenet_v1 has no torchvision definition.
+MODELS = {
+    "alexnet": (224, {}),
+    "vgg11_bn": (224, {}),
+    "resnet18": (224, {}),
+    "resnet50": (224, {}),
+    "resnext50_32x4d": (224, {}),
+    "wide_resnet50_2": (224, {}),
+    "googlenet": (224, {"aux_logits": False, "init_weights": True}),
+    "inception_v3": (299, {"init_weights": False}),  # truncated-normal init (std 0.1) gives logits ~1e13
+    "mobilenet_v2": (224, {}),
+    "mobilenet_v3_small": (224, {}),
+    "mobilenet_v3_large": (224, {}),
+    "efficientnet_b0": (224, {}),
+}
 
 
-def export(name: str, directory: str, seed: int = 0, batch: int = 2, size: int = 224) -> None:
+def export(name: str, directory: str, seed: int = 0, batch: int = 2) -> None:
+    size, options = MODELS[name]
     torch.manual_seed(seed)
-    model = torchvision.models.get_model(name, weights=None)
+    model = torchvision.models.get_model(name, weights=None, **options)
     with torch.no_grad():
         for module in model.modules():
             if isinstance(module, torch.nn.BatchNorm2d):
@@ -40,7 +57,8 @@ def export(name: str, directory: str, seed: int = 0, batch: int = 2, size: int =
     save_file(state, os.path.join(directory, f"{name}.safetensors"))
     save_file({"input": images.contiguous(), "logits": logits.contiguous()},
               os.path.join(directory, f"{name}.io.safetensors"))
-    print(f"{name}: {len(state)} tensors, logits {tuple(logits.shape)}, |logits| max {logits.abs().max().item():.4g}")
+    print(f"{name}: {len(state)} tensors, input {size}x{size}, logits {tuple(logits.shape)}, "
+          f"|logits| max {logits.abs().max().item():.4g}")
 
 
 def main() -> None:
@@ -49,7 +67,7 @@ def main() -> None:
     directory = sys.argv[1]
     os.makedirs(directory, exist_ok=True)
     torch.set_num_threads(2)
-    for name in sys.argv[2:] or DEFAULT_MODELS:
+    for name in sys.argv[2:] or MODELS:
         export(name, directory)
 
 
