@@ -143,23 +143,15 @@ public func conv2d(_ input: Tensor, weight: Tensor, bias: Tensor? = nil,
         var inputGradient: Tensor?
         if inputNeedsGradient {
             let backward = try PrimitiveCache.shared.primitive(PrimitiveKey(kind: "conv_bwd_d", values: keyValues)) {
-                // Free layouts first (oneDNN's fast kernels may want others than the forward pass's); the forward
-                // layouts only when the free choice is one Fovea does not carry.
-                for fixed in [false, true] {
+                try backwardDescriptor(input.shape, outputShape, sourceLayout, outputLayout,
+                                       checking: (dnnl_query_diff_src_md, dnnl_query_diff_dst_md)) { src, dst in
                     var desc = dnnl_convolution_desc_t()
-                    var src = try fixed ? memoryDescriptor(input.shape, sourceLayout) : anyDescriptor(input.shape)
-                    var dst = try fixed ? memoryDescriptor(outputShape, outputLayout) : anyDescriptor(outputShape)
                     var wei = try anyDescriptor(weightShape5)
                     try check(dnnl_dilated_convolution_backward_data_desc_init(&desc, algorithm, &src, &wei, &dst,
                                                                                strides, dilation, padding, padding),
                               "dnnl_dilated_convolution_backward_data_desc_init(\(name))")
-                    let pd = try makePrimitiveDescriptor(&desc, hint: forward.descriptor, name: name)
-                    if fixed || knownLayouts(pd, [(dnnl_query_diff_src_md, input.shape), (dnnl_query_diff_dst_md, outputShape)]) {
-                        return pd
-                    }
-                    dnnl_primitive_desc_destroy(pd)
+                    return try makePrimitiveDescriptor(&desc, hint: forward.descriptor, name: name)
                 }
-                throw TensorError.invalidArgument(operation: name, message: "no backward-data convolution for \(input.shape)")
             }
             let outputGradient = try gradient.reordered(to: try layoutOf(backward, DNNL_ARG_DIFF_DST, outputShape, name))
             let backwardWeightMD = backward.descriptor(for: DNNL_ARG_WEIGHTS)
@@ -176,22 +168,16 @@ public func conv2d(_ input: Tensor, weight: Tensor, bias: Tensor? = nil,
         }
         guard weightNeedsGradient else { return [inputGradient, nil, nil] }
         let backward = try PrimitiveCache.shared.primitive(PrimitiveKey(kind: "conv_bwd_w", values: keyValues)) {
-            for fixed in [false, true] {
+            try backwardDescriptor(input.shape, outputShape, sourceLayout, outputLayout,
+                                   checking: (dnnl_query_src_md, dnnl_query_diff_dst_md)) { src, dst in
                 var desc = dnnl_convolution_desc_t()
-                var src = try fixed ? memoryDescriptor(input.shape, sourceLayout) : anyDescriptor(input.shape)
-                var dst = try fixed ? memoryDescriptor(outputShape, outputLayout) : anyDescriptor(outputShape)
                 var wei = try anyDescriptor(weightShape5)
                 var biasMD = bias == nil ? dnnl_memory_desc_t() : try memoryDescriptor([k], .plain)
                 try check(dnnl_dilated_convolution_backward_weights_desc_init(&desc, algorithm, &src, &wei, &biasMD,
                                                                               &dst, strides, dilation, padding, padding),
                           "dnnl_dilated_convolution_backward_weights_desc_init(\(name))")
-                let pd = try makePrimitiveDescriptor(&desc, hint: forward.descriptor, name: name)
-                if fixed || knownLayouts(pd, [(dnnl_query_src_md, input.shape), (dnnl_query_diff_dst_md, outputShape)]) {
-                    return pd
-                }
-                dnnl_primitive_desc_destroy(pd)
+                return try makePrimitiveDescriptor(&desc, hint: forward.descriptor, name: name)
             }
-            throw TensorError.invalidArgument(operation: name, message: "no backward-weights convolution for \(input.shape)")
         }
         let backwardSource = try source.reordered(to: try layoutOf(backward, DNNL_ARG_SRC, input.shape, name))
         let outputGradient = try gradient.reordered(to: try layoutOf(backward, DNNL_ARG_DIFF_DST, outputShape, name))
@@ -230,6 +216,22 @@ func convolutionAlgorithm(channels: Int, outputChannels: Int, groups: Int, train
 }
 
 let forcedConvolutionAlgorithm = ProcessInfo.processInfo.environment["FOVEA_CONV_ALGORITHM"]
+
+/// A backward convolution's primitive descriptor, made by `make` from source and destination descriptors: oneDNN's free
+/// choice of layouts first (its fast kernels may want others than the forward pass's), the forward pass's layouts only
+/// when the free choice of the two `checking` queries is one Fovea does not carry.
+func backwardDescriptor(_ sourceShape: [Int], _ outputShape: [Int], _ sourceLayout: Layout, _ outputLayout: Layout,
+                        checking queries: (source: dnnl_query_t, output: dnnl_query_t),
+                        make: (inout dnnl_memory_desc_t, inout dnnl_memory_desc_t) throws -> dnnl_primitive_desc_t)
+    throws -> dnnl_primitive_desc_t {
+    var src = try anyDescriptor(sourceShape), dst = try anyDescriptor(outputShape)
+    let free = try make(&src, &dst)
+    if knownLayouts(free, [(queries.source, sourceShape), (queries.output, outputShape)]) { return free }
+    dnnl_primitive_desc_destroy(free)
+    src = try memoryDescriptor(sourceShape, sourceLayout)
+    dst = try memoryDescriptor(outputShape, outputLayout)
+    return try make(&src, &dst)
+}
 
 /// Whether oneDNN picked one of its reference (plain C++, slow) implementations for `pd`.
 func isReferenceImplementation(_ pd: dnnl_primitive_desc_t) -> Bool {
