@@ -39,6 +39,9 @@ final class Primitive {
         dnnl_primitive_desc_destroy(descriptor)
     }
 
+    /// Whether oneDNN picked one of its reference (plain C++, slow) implementations.
+    lazy var isReference: Bool = isReferenceImplementation(descriptor)
+
     /// The memory descriptor the primitive uses for execution argument `argument` (e.g. DNNL_ARG_SRC).
     func descriptor(for argument: Int32) -> dnnl_memory_desc_t {
         guard let md = dnnl_primitive_desc_query_md(descriptor, dnnl_query_exec_arg_md, argument) else {

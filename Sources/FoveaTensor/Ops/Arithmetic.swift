@@ -1,3 +1,5 @@
+import CDNNL
+
 /// Elementwise arithmetic on tensors of equal shape. Works in any layout: blocking padding stays zero.
 extension Tensor {
     /// `self + other` without recording (used to accumulate gradients).
@@ -6,7 +8,13 @@ extension Tensor {
         let right = try other.detached.reordered(to: layout)
         let result = Tensor(shape: shape, layout: layout, storage: Storage(capacity: storage.capacity))
         let a = storage.pointer, b = right.storage.pointer, c = result.storage.pointer
-        for i in 0..<storage.capacity { c[i] = a[i] + b[i] }
+        // Both buffers hold the same layout, so the sum is over their flat storage (padding: 0 + 0).
+        let count = storage.capacity
+        let done = try count >= binaryKernelThreshold
+            && binaryKernel(dnnl_binary_add, storage, [count], right.storage, [count], into: result.storage)
+        if !done {
+            for i in 0..<count { c[i] = a[i] + b[i] }
+        }
         withExtendedLifetime(right) {}
         return result
     }

@@ -1,3 +1,5 @@
+import CDNNL
+
 /// Operations that broadcast or reduce per (image, channel): squeeze-excitation scaling, adaptive pooling, dropout.
 
 /// x (N,C,H,W) · s (N,C,1,1), broadcasting s over H and W (squeeze-excitation). Result in x's layout, computed in that
@@ -11,7 +13,9 @@ public func multiplyChannels(_ x: Tensor, by scale: Tensor, name: String = "mult
     let result = try Tensor.uninitialized(x.shape, layout: x.layout)
     let (a, f, y) = (source.storage.pointer, factors.storage.pointer, result.storage.pointer)
     let block = x.layout.channelBlock
-    if block > 1 {
+    if x.count >= binaryKernelThreshold, try channelScalingKernel(source.storage, x.shape, x.layout, factors,
+                                                                    into: result.storage) {
+    } else if block > 1 {
         // Blocked: per (image, channel block), one row of lane factors applied to every pixel's block (vectorises).
         let (n, c, plane) = (x.shape[0], x.shape[1], x.shape[2] * x.shape[3])
         let blocks = (c + block - 1) / block
@@ -46,12 +50,14 @@ public func multiplyChannels(_ x: Tensor, by scale: Tensor, name: String = "mult
         let g = try gradient.detached.reordered(to: layout)
         let dx = try Tensor.uninitialized(x.shape, layout: layout), ds = Tensor.zeros(scale.shape)
         let (gp, dxp, dsp) = (g.storage.pointer, dx.storage.pointer, ds.storage.pointer)
+        let scaled = try x.count >= binaryKernelThreshold
+            && channelScalingKernel(g.storage, x.shape, layout, factors, into: dx.storage)
         forEachChannelRun(x.shape, layout) { nc, start, stride, count in
             let factor = nc < 0 ? 0 : f[nc]
             var total: Float = 0
             var offset = start
             for _ in 0..<count {
-                dxp[offset] = nc < 0 ? 0 : gp[offset] * factor
+                if !scaled { dxp[offset] = nc < 0 ? 0 : gp[offset] * factor }
                 total += gp[offset] * a[offset]
                 offset += stride
             }
@@ -59,6 +65,29 @@ public func multiplyChannels(_ x: Tensor, by scale: Tensor, name: String = "mult
         }
         withExtendedLifetime(g) {}
         return [dx, ds]
+    }
+}
+
+/// `y = x · s` per (image, channel) with oneDNN's binary primitive over a plain view of x's layout in which the factors
+/// broadcast along one dimension: nchw as (N·C, H·W) · (N·C, 1); nhwc as (N, H·W, C) · (N, 1, C); blocked as
+/// (N·C/b, H·W, b) · (N·C/b, 1, b) with zero factors for the padding lanes (which stay zero). False when oneDNN has no
+/// optimised kernel for the view.
+func channelScalingKernel(_ x: Storage, _ shape: [Int], _ layout: Layout, _ factors: Tensor,
+                          into y: Storage) throws -> Bool {
+    let (n, c, plane) = (shape[0], shape[1], shape[2] * shape[3])
+    switch layout {
+    case .plain:
+        return try binaryKernel(dnnl_binary_mul, x, [n * c, plane], factors.storage, [n * c, 1], into: y)
+    case .nhwc:
+        return try binaryKernel(dnnl_binary_mul, x, [n, plane, c], factors.storage, [n, 1, c], into: y)
+    case .nChw8c, .nChw16c:
+        let block = layout.channelBlock, blocks = (c + block - 1) / block
+        let padded = Storage(capacity: n * blocks * block)
+        let (f, p) = (factors.storage.pointer, padded.pointer)
+        for image in 0..<n {
+            for channel in 0..<(blocks * block) { p[image * blocks * block + channel] = channel < c ? f[image * c + channel] : 0 }
+        }
+        return try binaryKernel(dnnl_binary_mul, x, [n * blocks, plane, block], padded, [n * blocks, 1, block], into: y)
     }
 }
 
