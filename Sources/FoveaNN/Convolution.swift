@@ -1,11 +1,16 @@
 import FoveaTensor
 
 /// 2-D convolution layer: weight (out, in/groups, kh, kw), optional bias (out).
-public final class Conv2D: Layer {
+public final class Conv2D: ModeDependentLayer {
     public let weight: Parameter
     public let bias: Parameter?
     /// Stride, padding, dilation and groups.
     public let geometry: ConvolutionGeometry
+    /// Weights prepared for inference (batch norm folded in, kernel format), reused while the parameters' versions
+    /// stay the same.
+    let prepared = PreparedWeights()
+    /// In training mode the inference copies are dropped (they would be stale after the next step anyway).
+    public var isTraining = true { didSet { if isTraining { prepared.reset() } } }
 
     /// Creates a convolution with PyTorch's default initialisation unless `initializer` says otherwise.
     public init(inputChannels: Int, outputChannels: Int, kernelSize: [Int], stride: [Int] = [1, 1], padding: [Int] = [0, 0],
@@ -32,7 +37,8 @@ public final class Conv2D: Layer {
     }
 
     public func callAsFunction(_ x: Tensor) throws -> Tensor {
-        try conv2d(x, weight: weight.tracked, bias: bias?.tracked, geometry: geometry,
+        if !isTraining && !Autodiff.isRecording && KernelFusion.isEnabled { return try self(x, normalizedBy: nil) }
+        return try conv2d(x, weight: weight.tracked, bias: bias?.tracked, geometry: geometry,
                    name: "Conv2D(\(weight.value.shape[1] * geometry.groups)→\(weight.value.shape[0]))")
     }
 }

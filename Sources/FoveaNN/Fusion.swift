@@ -31,13 +31,18 @@ extension Conv2D {
             return try activation.map { try activate(y, $0) } ?? y
         }
         let name = "Conv2D(\(weight.value.shape[1] * geometry.groups)→\(weight.value.shape[0]))"
-        guard let norm else {
-            return try conv2d(x, weight: weight.value, bias: bias?.value, geometry: geometry, residual: residual,
-                              activation: activation, name: name)
+        // The folded (and kernel-formatted) weights are made once and reused until a parameter or statistic changes.
+        var stamp = [weight.version, bias?.version ?? -1]
+        if let norm {
+            stamp += [ObjectIdentifier(norm).hashValue, norm.weight.version, norm.bias.version, norm.runningMean.version,
+                      norm.runningVariance.version, Int(norm.epsilon.bitPattern)]
         }
-        let (foldedWeight, foldedBias) = try norm.fold(weight: weight.value, bias: bias?.value, convolution: name)
-        return try conv2d(x, weight: foldedWeight, bias: foldedBias, geometry: geometry, residual: residual,
-                          activation: activation, name: name + "+BatchNorm2D")
+        let (preparedWeight, preparedBias) = try prepared.weights(for: stamp) {
+            guard let norm else { return (weight.value, bias?.value) }
+            return try norm.fold(weight: weight.value, bias: bias?.value, convolution: name)
+        }
+        return try conv2d(x, weight: preparedWeight, bias: preparedBias, geometry: geometry, residual: residual,
+                          activation: activation, prepared: prepared, name: norm == nil ? name : name + "+BatchNorm2D")
     }
 }
 
@@ -92,6 +97,10 @@ extension Sequential {
         var index = 0
         while index < layers.count {
             guard let conv = layers[index] as? Conv2D else {
+                // A nested chain that ends this one takes the residual along (e.g. MBConv's projection).
+                if index == layers.count - 1, let residual, let chain = layers[index] as? Sequential {
+                    return try chain(y, adding: residual)
+                }
                 y = try layers[index](y)
                 index += 1
                 continue

@@ -1,3 +1,4 @@
+import Synchronization
 import FoveaTensor
 
 /// A building block of a network: maps a tensor to a tensor and owns parameters, buffers and sub-layers
@@ -113,9 +114,17 @@ private func unwrapOptional(_ value: Any) -> Any? {
 }
 
 /// A trainable tensor with its accumulated gradient.
+///
+/// Layers in evaluation mode keep copies prepared from their parameters (a convolution's weights with batch norm folded
+/// in, already in the kernel's format) and reuse them while `version` is unchanged. Assigning `value` bumps the version;
+/// code that writes into `value`'s storage in place (the optimizers do) must call `markModified()` afterwards.
 public final class Parameter {
     /// Current value (plain layout).
-    public var value: Tensor
+    public var value: Tensor { didSet { version = ParameterVersion.next() } }
+    /// Changes whenever `value` is assigned or `markModified()` is called; unique across all parameters and buffers.
+    public private(set) var version = ParameterVersion.next()
+    /// Records that `value`'s contents were changed in place, so prepared copies are rebuilt.
+    public func markModified() { version = ParameterVersion.next() }
     /// Gradient accumulated by `backward()` since the last `zeroGrad()`; `nil` when none.
     public var grad: Tensor?
 
@@ -134,7 +143,11 @@ public final class Parameter {
 /// A tensor saved with the model but never trained (batch-norm running statistics).
 public final class Buffer {
     /// Current value.
-    public var value: Tensor
+    public var value: Tensor { didSet { version = ParameterVersion.next() } }
+    /// Changes whenever `value` is assigned or `markModified()` is called (see `Parameter.version`).
+    public private(set) var version = ParameterVersion.next()
+    /// Records that `value`'s contents were changed in place, so prepared copies are rebuilt.
+    public func markModified() { version = ParameterVersion.next() }
     /// Wraps an initial value.
     public init(_ value: Tensor) { self.value = value }
 }
@@ -154,4 +167,10 @@ public protocol AuxiliaryClassifierModel: Layer {
 public protocol RandomizedLayer: Layer {
     /// The layer's generator.
     var generator: SeededGenerator { get set }
+}
+
+/// The source of `Parameter.version` and `Buffer.version`: a process-wide counter, so a version never repeats.
+enum ParameterVersion {
+    private static let counter = Atomic<Int>(0)
+    static func next() -> Int { counter.add(1, ordering: .relaxed).newValue }
 }

@@ -52,6 +52,7 @@ public final class Adam: Optimizer {
         let correction1 = 1 - powf(beta1, Float(stepCount)), correction2 = 1 - powf(beta2, Float(stepCount))
         for (index, parameter) in parameters.enumerated() {
             guard let grad = parameter.grad else { continue }
+            defer { parameter.markModified() }
             let gradient = try grad.reordered(to: .plain)
             if moments[index] == nil {
                 moments[index] = (Tensor.zeros(parameter.value.shape), Tensor.zeros(parameter.value.shape))
@@ -117,6 +118,7 @@ public final class RMSprop: Optimizer {
     public func step() throws {
         for (index, parameter) in parameters.enumerated() {
             guard let grad = parameter.grad else { continue }
+            defer { parameter.markModified() }
             let gradient = try grad.reordered(to: .plain)
             if slots[index] == nil {
                 slots[index] = (Tensor(repeating: tensorFlowStyle ? 1 : 0, shape: parameter.value.shape),

@@ -101,6 +101,7 @@ public final class SGD: Optimizer {
     public func step() throws {
         for (index, parameter) in parameters.enumerated() {
             guard let grad = parameter.grad else { continue }
+            defer { parameter.markModified() }
             let gradient = try grad.reordered(to: .plain)
             let count = parameter.value.count
             let w = parameter.value.storage.pointer, g = gradient.storage.pointer

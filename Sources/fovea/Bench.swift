@@ -56,6 +56,8 @@ struct Bench: ParsableCommand {
             help: "Instead of the workloads: zoo models at their default input size (`fovea models`), or `all`.")
     var models: [String] = []
     @Option(name: .customLong("batch-size"), help: "With --model: the training and inference batch size.") var batchSize = 8
+    @Flag(name: .customLong("inference-only"), help: "Skip the training measurement (e.g. to profile inference alone).")
+    var inferenceOnly = false
 
     func run() throws {
         try runReportingErrors {
@@ -110,7 +112,7 @@ struct Bench: ParsableCommand {
         let optimizer = try SGD(parameters: model.parameters(), learningRate: 0.01, momentum: 0.9, weightDecay: 5e-4)
         model.train()
         var step = 0
-        let (trainTime, trainRepeats) = try timeMedian {
+        let (trainTime, trainRepeats) = inferenceOnly ? (Double.nan, 0) : try timeMedian {
             _ = try trainStep(model: model, optimizer: optimizer, images: images, labels: labels, step: step, epoch: 1)
             step += 1
         }
@@ -130,19 +132,23 @@ struct Bench: ParsableCommand {
         if json {
             let object: [String: Any] = [
                 "workload": workload.name, "framework": "fovea", "train_batch": workload.trainBatch,
-                "train_img_s": (trainRate * 10).rounded() / 10, "train_reps": trainRepeats,
+                "train_img_s": inferenceOnly ? NSNull() : (trainRate * 10).rounded() / 10, "train_reps": trainRepeats,
                 "infer_batch": workload.inferenceBatch, "infer_img_s": (inferenceRate * 10).rounded() / 10,
                 "infer_reps": inferenceRepeats, "params": model.parameterCount, "peak_rss_mb": peakMB.rounded(),
-                "train_gflops": (trainGFLOPs * 10).rounded() / 10, "infer_gflops": (inferenceGFLOPs * 10).rounded() / 10,
-                "train_peak_fraction": (trainGFLOPs / peak * 1000).rounded() / 1000,
+                "train_gflops": inferenceOnly ? NSNull() : (trainGFLOPs * 10).rounded() / 10,
+                "infer_gflops": (inferenceGFLOPs * 10).rounded() / 10,
+                "train_peak_fraction": inferenceOnly ? NSNull() : (trainGFLOPs / peak * 1000).rounded() / 1000,
                 "infer_peak_fraction": (inferenceGFLOPs / peak * 1000).rounded() / 1000,
             ]
             printJSON(try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys]))
         } else {
-            print(String(format: "%-20@ train %9.1f img/s (%3d reps, %5.1f GFLOP/s, %4.1f %% of peak)   "
-                         + "infer %9.1f img/s (%3d reps, %5.1f GFLOP/s)   peak RSS %.0f MB",
-                         workload.name as NSString, trainRate, trainRepeats, trainGFLOPs, trainGFLOPs / peak * 100,
-                         inferenceRate, inferenceRepeats, inferenceGFLOPs, peakMB))
+            func padded(_ text: String, _ width: Int) -> String { text + String(repeating: " ", count: max(0, width - text.count)) }
+            let training = inferenceOnly ? "train (skipped)"
+                : String(format: "train %9.1f img/s (%3d reps, %5.1f GFLOP/s, %4.1f %% of peak)",
+                         trainRate, trainRepeats, trainGFLOPs, trainGFLOPs / peak * 100)
+            print(padded(workload.name, 20) + " " + padded(training, 62)
+                  + String(format: "   infer %9.1f img/s (%3d reps, %5.1f GFLOP/s)   peak RSS %.0f MB",
+                           inferenceRate, inferenceRepeats, inferenceGFLOPs, peakMB))
         }
     }
 

@@ -1,4 +1,5 @@
 import FoveaNN
+import FoveaOptim
 import FoveaTensor
 import Testing
 
@@ -70,6 +71,59 @@ struct FusionTests {
             #expect(try Self.relativeError(chain(x), separate) < 1e-5)
             #expect(try Self.relativeError(chain(x, adding: x), separate + x) < 1e-5)
         }
+    }
+
+    /// conv → batch norm in evaluation mode computed in double precision from the layers' current values.
+    static func reference(_ x: Tensor, _ conv: Conv2D, _ norm: BatchNorm2D) throws -> Tensor {
+        let array = { (t: Tensor) throws -> ReferenceArray in ReferenceArray(shape: t.shape, floats: try t.toArray()) }
+        let g = conv.geometry
+        let y = Reference.conv2d(try array(x), weight: try array(conv.weight.value), bias: try conv.bias.map { try array($0.value) },
+                                 stride: g.stride, padding: g.padding, dilation: g.dilation, groups: g.groups)
+        let z = Reference.batchNormInference(y, scale: try array(norm.weight.value), shift: try array(norm.bias.value),
+                                             runningMean: try array(norm.runningMean.value).values,
+                                             runningVariance: try array(norm.runningVariance.value).values,
+                                             epsilon: Double(norm.epsilon))
+        return try Tensor(shape: z.shape, values: z.floats)
+    }
+
+    @Test("weights prepared for inference (folded, kernel format, Winograd for 64→64 3×3) follow every change of the parameters",
+          arguments: [(64, 64, 3), (16, 24, 3), (64, 96, 1)])
+    func preparedWeightsFollowChanges(_ channels: Int, _ out: Int, _ kernel: Int) throws {
+        var generator = SeededGenerator(seed: 17)
+        Initialization.seed(4)
+        let conv = try Conv2D(channels, out, kernelSize: kernel, padding: kernel / 2, bias: true)
+        let norm = try Self.batchNorm(out, &generator)
+        let model = Sequential([conv, norm])
+        model.eval()
+        let x = try Self.random([2, channels, 10, 9], &generator)
+        func check(_ what: String) throws -> [Float] {
+            let fused = try Autodiff.withoutRecording { try model(x) }
+            let error = try Self.relativeError(fused, Self.reference(x, conv, norm))
+            #expect(error < 1e-4, "\(channels)→\(out) \(kernel)×\(kernel) after \(what): relative error \(error)")
+            return try fused.toArray()
+        }
+        let first = try check("the first call")
+        let repeated = try check("a second call (prepared copies reused)") == first
+        #expect(repeated, "a second call must give the same output")
+        // An optimizer step writes the weights in place.
+        conv.weight.grad = try Self.random(conv.weight.value.shape, &generator)
+        conv.bias?.grad = try Self.random([out], &generator)
+        let optimizer = try SGD(parameters: [conv.weight, conv.bias!], learningRate: 0.1, momentum: 0.9)
+        try optimizer.step()
+        let stepped = try check("an SGD step")
+        let changed = stepped != first
+        #expect(changed, "the step must change the output")
+        // New running statistics, assigned as a training forward pass does.
+        norm.runningMean.value = try Self.random([out], &generator)
+        _ = try check("new running statistics")
+        // An in-place write announced with markModified().
+        norm.weight.value.storage.pointer[0] += 1
+        norm.weight.markModified()
+        _ = try check("an in-place write to the batch norm's scale")
+        // A round trip through training mode.
+        model.train()
+        model.eval()
+        _ = try check("train() then eval()")
     }
 
     @Test("while the tape records, the same call runs the layers separately and is differentiable")

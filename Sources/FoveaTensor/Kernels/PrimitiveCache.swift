@@ -15,6 +15,8 @@ final class Primitive {
     let descriptor: dnnl_primitive_desc_t
     let primitive: dnnl_primitive_t
     let scratchpadBytes: Int
+    /// Whether oneDNN picked one of its reference (plain C++, slow) implementations.
+    let isReference: Bool
     /// What the primitive is, for error messages.
     let name: String
     private var memories: [Int32: dnnl_memory_t] = [:]
@@ -23,6 +25,7 @@ final class Primitive {
     init(descriptor: dnnl_primitive_desc_t, name: String) throws {
         self.descriptor = descriptor
         self.name = name
+        isReference = isReferenceImplementation(descriptor)
         var primitive: dnnl_primitive_t?
         try check(dnnl_primitive_create(&primitive, descriptor), "dnnl_primitive_create(\(name))")
         self.primitive = primitive!
@@ -39,8 +42,6 @@ final class Primitive {
         dnnl_primitive_desc_destroy(descriptor)
     }
 
-    /// Whether oneDNN picked one of its reference (plain C++, slow) implementations.
-    lazy var isReference: Bool = isReferenceImplementation(descriptor)
 
     /// The memory descriptor the primitive uses for execution argument `argument` (e.g. DNNL_ARG_SRC).
     func descriptor(for argument: Int32) -> dnnl_memory_desc_t {

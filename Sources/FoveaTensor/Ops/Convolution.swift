@@ -32,9 +32,14 @@ public struct ConvolutionGeometry: Hashable, Sendable {
 /// With `residual` (N,K,P,Q) and/or `activation`, the result is `activation(conv + bias + residual)`. Outside
 /// training (nothing recorded) this is one oneDNN convolution with the addition and the activation fused as
 /// post-ops; when the tape records, the same value is computed by separate differentiable operations.
+///
+/// With `prepared` (inference only: ignored when the tape records), the weights reordered into the kernel's format are
+/// kept there and reused by later calls, and 3×3 stride-1 convolutions with at least 64 input and output channels use
+/// oneDNN's Winograd kernel (F(4×4, 3×3): fewer multiplications, but a weight transform too costly to repeat per call).
+/// The caller owns `prepared` and must `reset` it whenever `weight` changes.
 public func conv2d(_ input: Tensor, weight: Tensor, bias: Tensor? = nil,
                    geometry: ConvolutionGeometry = ConvolutionGeometry(), residual: Tensor? = nil, activation: Activation? = nil,
-                   name: String = "conv2d") throws -> Tensor {
+                   prepared: PreparedWeights? = nil, name: String = "conv2d") throws -> Tensor {
     if residual != nil || activation != nil {
         let recorded = Autodiff.recording && (input.node != nil || weight.node != nil || bias?.node != nil || residual?.node != nil)
         if recorded {
@@ -71,8 +76,10 @@ public func conv2d(_ input: Tensor, weight: Tensor, bias: Tensor? = nil,
     }
     let training = Autodiff.recording && (input.node != nil || weight.node != nil || bias?.node != nil)
     let epilogue = Epilogue(sum: residual != nil, activation: activation)
+    let reusable = training ? nil : prepared
+    let winograd = reusable != nil && winogradCandidate(input.shape, weight.shape, geometry: g)
     let keyValues = input.shape + weight.shape + g.stride + g.padding + g.dilation + [g.groups, bias == nil ? 0 : 1]
-        + epilogue.keyValues
+        + epilogue.keyValues + [winograd ? 1 : 0]
     let weightShape5 = g.groups == 1 ? weight.shape : [g.groups, k / g.groups] + weight.shape.dropFirst()
     let strides = g.stride.map(Int64.init), padding = g.padding.map(Int64.init)
     let dilation = g.dilation.map { Int64($0 - 1) }
@@ -86,7 +93,11 @@ public func conv2d(_ input: Tensor, weight: Tensor, bias: Tensor? = nil,
         // per group (ResNeXt) get oneDNN's reference kernel in nChw8c but a fast one in nhwc.
         var fallback: dnnl_primitive_desc_t?
         defer { if let fallback { dnnl_primitive_desc_destroy(fallback) } }
-        for activationLayout in [Layout?.none, .nChw8c, .nChw16c, .nhwc, .plain] {
+        // Winograd first when allowed; it has no kernel for every shape and post-op, so direct follows.
+        let attempts = (winograd ? [dnnl_convolution_winograd] : []).flatMap { kind in
+            [Layout?.none, .nChw16c].map { (kind, $0) }
+        } + [Layout?.none, .nChw8c, .nChw16c, .nhwc, .plain].map { (algorithm, $0) }
+        for (algorithm, activationLayout) in attempts {
             var desc = dnnl_convolution_desc_t()
             var src = try activationLayout.map { try memoryDescriptor(input.shape, $0) } ?? anyDescriptor(input.shape)
             var dst = try activationLayout.map { try memoryDescriptor(outputShape, $0) } ?? anyDescriptor(outputShape)
@@ -113,9 +124,16 @@ public func conv2d(_ input: Tensor, weight: Tensor, bias: Tensor? = nil,
     let plainWeight = try weight.detached.reordered(to: .plain)
     let weightMD = forward.descriptor(for: DNNL_ARG_WEIGHTS)
     let plainWeightMD = try plainWeightDescriptor(weight.shape, groups: g.groups)
-    let kernelWeight = descriptorsEqual(weightMD, plainWeightMD) ? plainWeight.storage
-        : try Tensor.reorderRaw(plainWeight.storage, from: plainWeightMD, to: weightMD,
-                                key: PrimitiveKey(kind: training ? "conv_w_fwd_t" : "conv_w_fwd_i", values: keyValues))
+    let forwardKey = PrimitiveKey(kind: training ? "conv_fwd_t" : "conv_fwd_i", values: keyValues)
+    let kernelWeight: Storage
+    if let cached = reusable?.kernelWeight(for: forwardKey) {
+        kernelWeight = cached
+    } else {
+        kernelWeight = descriptorsEqual(weightMD, plainWeightMD) ? plainWeight.storage
+            : try Tensor.reorderRaw(plainWeight.storage, from: plainWeightMD, to: weightMD,
+                                    key: PrimitiveKey(kind: training ? "conv_w_fwd_t" : "conv_w_fwd_i", values: keyValues))
+        reusable?.store(kernelWeight, for: forwardKey)
+    }
     let destinationLayout = try layoutOf(forward, DNNL_ARG_DST, outputShape, name)
     let result: Tensor
     if let residual {
@@ -231,6 +249,62 @@ func backwardDescriptor(_ sourceShape: [Int], _ outputShape: [Int], _ sourceLayo
     src = try memoryDescriptor(sourceShape, sourceLayout)
     dst = try memoryDescriptor(outputShape, outputLayout)
     return try make(&src, &dst)
+}
+
+/// Whether a convolution may use oneDNN's Winograd kernel when its weights are prepared once: 3×3, stride 1, no dilation,
+/// ungrouped, at least 64 input and output channels (below that the transforms cost more than they save), unless
+/// `FOVEA_CONV_ALGORITHM` forces an algorithm.
+func winogradCandidate(_ inputShape: [Int], _ weightShape: [Int], geometry g: ConvolutionGeometry) -> Bool {
+    forcedConvolutionAlgorithm == nil && weightShape[2] == 3 && weightShape[3] == 3 && g.stride == [1, 1]
+        && g.dilation == [1, 1] && g.groups == 1 && weightShape[0] >= 64 && weightShape[1] >= 64
+}
+
+/// A layer's weights prepared for repeated inference: the (possibly batch-norm-folded) plain weight and bias, and per
+/// convolution primitive the weights reordered into that primitive's own format. The owning layer calls
+/// `weights(for:make:)` with a stamp of everything the weights derive from (its parameters' versions); a new stamp
+/// drops every prepared copy.
+public final class PreparedWeights: @unchecked Sendable {
+    private let lock = NSLock()
+    private var stamp: [Int]?
+    private var weight: Tensor?
+    private var bias: Tensor?
+    private var kernelWeights: [PrimitiveKey: Storage] = [:]
+
+    public init() {}
+
+    /// The plain weight and bias for `stamp`: the ones made earlier for the same stamp, or `make()`'s.
+    public func weights(for stamp: [Int], make: () throws -> (Tensor, Tensor?)) rethrows -> (Tensor, Tensor?) {
+        lock.lock()
+        defer { lock.unlock() }
+        if stamp != self.stamp || weight == nil {
+            let (newWeight, newBias) = try make()
+            (self.stamp, weight, bias) = (stamp, newWeight, newBias)
+            kernelWeights.removeAll()
+        }
+        return (weight!, bias)
+    }
+
+    /// Drops every prepared copy (e.g. when the layer goes back to training).
+    public func reset() {
+        lock.lock()
+        defer { lock.unlock() }
+        (stamp, weight, bias) = (nil, nil, nil)
+        kernelWeights.removeAll()
+    }
+
+    func kernelWeight(for key: PrimitiveKey) -> Storage? {
+        lock.lock()
+        defer { lock.unlock() }
+        return kernelWeights[key]
+    }
+
+    func store(_ storage: Storage, for key: PrimitiveKey) {
+        lock.lock()
+        defer { lock.unlock() }
+        // A few input shapes at most (e.g. a smaller last batch); more means shapes vary: keep the newest only.
+        if kernelWeights.count >= 8 { kernelWeights.removeAll() }
+        kernelWeights[key] = storage
+    }
 }
 
 /// Whether oneDNN picked one of its reference (plain C++, slow) implementations for `pd`.
