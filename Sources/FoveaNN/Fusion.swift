@@ -124,3 +124,42 @@ extension Sequential {
         return try residual.map { try y + $0 } ?? y
     }
 }
+
+/// Switch for running the high-resolution head of mobile networks image by image in inference (see
+/// `Sequential.callAsFunction(_:imageByImageDownTo:)`): on unless `FOVEA_NO_FUSION` or `FOVEA_WHOLE_BATCH` is set.
+public enum ImageByImageInference {
+    public static let isEnabled = KernelFusion.isEnabled && ProcessInfo.processInfo.environment["FOVEA_WHOLE_BATCH"] == nil
+}
+
+extension Sequential {
+    /// Inference in cache-sized pieces. The leading layers whose input still has at least 1/`divisor` of `x`'s height
+    /// run on one image at a time; their outputs are joined into one batch for the remaining layers.
+    ///
+    /// The high-resolution layers of mobile networks (1×1 expansions to many channels, depthwise convolutions,
+    /// squeeze-excitation scaling) are memory-bound on a whole batch: each activation is written to DRAM and read back.
+    /// One image's activations stay in the caches. The low-resolution layers keep the whole batch, where their
+    /// kernels are most efficient. Every layer treats images independently in inference, so the result is `self(x)`
+    /// (up to the summation order inside kernels). While the tape records, or for a single image, this is `self(x)`.
+    public func callAsFunction(_ x: Tensor, imageByImageDownTo divisor: Int) throws -> Tensor {
+        guard ImageByImageInference.isEnabled, !Autodiff.isRecording, divisor > 0, x.shape.count == 4, x.shape[0] > 1 else {
+            return try self(x)
+        }
+        let height = x.shape[2]
+        var prefix: Int?
+        var parts: [Tensor] = []
+        for image in 0..<x.shape[0] {
+            var y = try x.batchSlice(image..<(image + 1))
+            var index = 0
+            // The first image decides how many layers the head has; the others have the same shapes.
+            while index < (prefix ?? layers.count), y.shape.count == 4, prefix != nil || y.shape[2] * divisor >= height {
+                y = try layers[index](y)
+                index += 1
+            }
+            if prefix == nil { prefix = index }
+            parts.append(y)
+        }
+        var y = try concatenateBatch(parts)
+        for layer in layers[(prefix ?? 0)...] { y = try layer(y) }
+        return y
+    }
+}

@@ -80,3 +80,33 @@ struct ModernModelsTests {
         #expect(try ModelZoo.entry("inception_v3").smallInputSize == [3, 75, 75])
     }
 }
+
+@Suite("Image-by-image inference of mobile networks")
+struct ImageByImageTests {
+    @Test("running the high-resolution layers one image at a time gives the whole-batch logits",
+          arguments: ["mobilenet_v2", "mobilenet_v3_small", "efficientnet_b0"])
+    func sameLogits(_ name: String) throws {
+        Initialization.seed(12)
+        let model = try ModelZoo.make(name, classCount: 10, inputChannels: 3)
+        model.eval()
+        var generator = SeededGenerator(seed: 13)
+        let shape = [3, 3, 64, 64]
+        let x = try Tensor(shape: shape, values: (0..<shape.reduce(1, *)).map { _ in Float(generator.nextNormal()) })
+        try Autodiff.withoutRecording {
+            let byImage = try model(x)
+            // The whole batch at once, image by image by hand, and each image alone must all agree.
+            let features = try #require((model as? EfficientNet)?.features ?? (model as? MobileNetV2)?.features
+                                        ?? (model as? MobileNetV3)?.features)
+            let whole = try features(x)
+            let split = try features(x, imageByImageDownTo: 4)
+            let (a, b) = (try whole.toArray(), try split.toArray())
+            let scale = max(a.map(abs).max() ?? 0, 1e-6)
+            let difference = zip(a, b).map { abs($0 - $1) }.max() ?? 0
+            #expect(difference / scale < 1e-5, "\(name): features differ by \(difference / scale)")
+            let single = try model(x.batchSlice(1..<2))
+            let row = Array(try byImage.toArray()[10..<20])
+            let rowScale = max(row.map(abs).max() ?? 0, 1e-6)
+            #expect(zip(row, try single.toArray()).allSatisfy { abs($0 - $1) / rowScale < 1e-5 }, "\(name): image 1 alone")
+        }
+    }
+}

@@ -55,3 +55,45 @@ struct LayoutAndTapeTests {
         #expect(throws: TensorError.self) { try Tensor.zeros([2, 3]).reshaped([4, 2]) }
     }
 }
+
+@Suite("Batch slicing and concatenation")
+struct BatchSliceTests {
+    @Test("slices of a batch, joined again, give the batch back, in every layout; gradients go to the right images",
+          arguments: [Layout.plain, .nhwc, .nChw8c, .nChw16c])
+    func roundTrip(_ layout: Layout) throws {
+        var generator = SeededGenerator(seed: 31)
+        let shape = [5, 11, 3, 4]
+        let values = randomArray(shape, &generator)
+        let perImage = 11 * 3 * 4
+        var pieces: [Int: Tensor] = [:]
+        let x = try Tensor(shape: shape, values: values.floats).reordered(to: layout)
+        let tracked = x.trackingGradient(into: { pieces[0] = try $0.reordered(to: .plain) })
+        let parts = try [0..<2, 2..<3, 3..<5].map { try tracked.batchSlice($0) }
+        for (part, range) in zip(parts, [0..<2, 2..<3, 3..<5]) {
+            #expect(part.layout == layout && part.shape == [range.count, 11, 3, 4])
+            #expect(try part.toArray() == Array(values.floats[(range.lowerBound * perImage)..<(range.upperBound * perImage)]))
+        }
+        let joined = try concatenateBatch(parts)
+        #expect(joined.shape == shape && joined.layout == layout)
+        #expect(try joined.toArray() == values.floats)
+        // d(sum(w ⊙ joined))/dx = w, whichever slice each image went through.
+        let upstream = randomArray(shape, &generator)
+        try joined.backward(seed: try Tensor(shape: shape, values: upstream.floats))
+        #expect(try #require(pieces[0]).toArray() == upstream.floats)
+        // A slice alone: the gradient is zero outside it.
+        let single = try x.trackingGradient(into: { pieces[1] = try $0.reordered(to: .plain) }).batchSlice(1..<3)
+        try single.backward(seed: try Tensor(shape: [2, 11, 3, 4], values: Array(upstream.floats[..<(2 * perImage)])))
+        let expected = [Float](repeating: 0, count: perImage) + Array(upstream.floats[..<(2 * perImage)])
+            + [Float](repeating: 0, count: 2 * perImage)
+        #expect(try #require(pieces[1]).toArray() == expected)
+    }
+
+    @Test("bad ranges and mismatched parts are typed errors")
+    func errors() throws {
+        let x = Tensor.zeros([3, 2, 2, 2])
+        #expect(throws: TensorError.self) { try x.batchSlice(2..<4) }
+        #expect(throws: TensorError.self) { try x.batchSlice(1..<1) }
+        #expect(throws: TensorError.self) { try concatenateBatch([x, Tensor.zeros([3, 3, 2, 2])]) }
+        #expect(throws: TensorError.self) { try concatenateBatch([]) }
+    }
+}

@@ -68,3 +68,59 @@ public func concatenateChannels(_ parts: [Tensor], name: String = "concatenate")
         return gradients
     }
 }
+
+extension Tensor {
+    /// Images `range` of the batch (the first dimension), in this tensor's layout: every layout keeps each image
+    /// contiguous, so this is one copy. Differentiable.
+    public func batchSlice(_ range: Range<Int>) throws -> Tensor {
+        guard let n = shape.first, range.lowerBound >= 0, range.upperBound <= n, !range.isEmpty else {
+            throw TensorError.invalidArgument(operation: "batchSlice", message: "images \(range) of a batch of \(shape.first ?? 0)")
+        }
+        let perImage = try elementsPerImage(shape, layout)
+        let sliceShape = [range.count] + shape.dropFirst()
+        let result = Tensor(shape: sliceShape, layout: layout, storage: Storage(capacity: perImage * range.count))
+        result.storage.pointer.update(from: storage.pointer + range.lowerBound * perImage, count: perImage * range.count)
+        let (fullShape, fullLayout) = (shape, layout)
+        return result.recorded(from: [self]) { gradient in
+            let g = try gradient.detached.reordered(to: fullLayout)
+            let full = Tensor(shape: fullShape, layout: fullLayout, storage: Storage(capacity: perImage * n))
+            full.storage.pointer.update(repeating: 0, count: perImage * n)
+            (full.storage.pointer + range.lowerBound * perImage).update(from: g.storage.pointer, count: perImage * range.count)
+            return [full]
+        }
+    }
+}
+
+/// Concatenates tensors along the batch (first) dimension; the result takes the first part's layout. Differentiable.
+public func concatenateBatch(_ parts: [Tensor], name: String = "concatenateBatch") throws -> Tensor {
+    guard let first = parts.first, !first.shape.isEmpty else {
+        throw TensorError.invalidArgument(operation: name, message: "needs at least one tensor with a batch dimension")
+    }
+    for part in parts where part.shape.count != first.shape.count || part.shape.dropFirst() != first.shape.dropFirst() {
+        throw TensorError.incompatibleShapes(operation: name, first.shape, part.shape)
+    }
+    if parts.count == 1 { return first }
+    let arranged = try parts.map { try $0.detached.reordered(to: first.layout) }
+    let counts = parts.map { $0.shape[0] }
+    let perImage = try elementsPerImage(first.shape, first.layout)
+    let total = counts.reduce(0, +)
+    let result = Tensor(shape: [total] + first.shape.dropFirst(), layout: first.layout, storage: Storage(capacity: perImage * total))
+    var offset = 0
+    for (part, count) in zip(arranged, counts) {
+        (result.storage.pointer + offset * perImage).update(from: part.storage.pointer, count: count * perImage)
+        offset += count
+    }
+    return result.recorded(from: parts) { gradient in
+        var start = 0
+        return try counts.map { count in
+            defer { start += count }
+            return try gradient.detached.batchSlice(start..<(start + count))
+        }
+    }
+}
+
+/// Elements one image of a batch occupies in `layout`, blocking padding included.
+func elementsPerImage(_ shape: [Int], _ layout: Layout) throws -> Int {
+    let single = [1] + shape.dropFirst()
+    return layout == .plain ? single.reduce(1, *) : byteSize(try memoryDescriptor(single, layout)) / 4
+}
