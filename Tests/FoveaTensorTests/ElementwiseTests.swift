@@ -145,31 +145,32 @@ struct ElementwiseTests {
 /// against the reference, blocked padding left at zero, and the backward pass against its closed form.
 @Suite("Channel scaling with oneDNN")
 struct ChannelScalingKernelTests {
-    @Test("multiplyChannels forward and backward", arguments: [Layout.plain, .nhwc, .nChw8c, .nChw16c])
-    func large(_ layout: Layout) throws {
+    @Test("multiplyChannels forward and backward",
+          arguments: [Layout.plain, .nhwc, .nChw8c, .nChw16c], [3, 1])
+    func large(_ layout: Layout, _ images: Int) throws {
         var generator = SeededGenerator(seed: 91)
-        let shape = [3, 20, 17, 19]
-        let x = randomArray(shape, &generator), s = randomArray([3, 20, 1, 1], &generator)
+        let shape = [images, 20, 17, 19 * (4 - images)]
+        let plane = shape[2] * shape[3]
+        let x = randomArray(shape, &generator), s = randomArray([images, 20, 1, 1], &generator)
         let upstream = randomArray(shape, &generator)
         let box = GradientBox(), scaleBox = GradientBox()
         let input = try Tensor(shape: shape, values: x.floats).reordered(to: layout).trackingGradient(into: { box.value = $0 })
-        let factors = try Tensor(shape: [3, 20, 1, 1], values: s.floats).trackingGradient(into: { scaleBox.value = $0 })
+        let factors = try Tensor(shape: [images, 20, 1, 1], values: s.floats).trackingGradient(into: { scaleBox.value = $0 })
         let output = try multiplyChannels(input, by: factors)
         #expect(output.layout == layout)
         let expected = Reference.multiplyChannels(x, by: s)
         #expect(relativeError(try output.toArray().map(Double.init), expected.values) < 1e-6)
         if layout.channelBlock > 1 {
             // The lanes past channel 20 in the last block are padding and must stay zero.
-            let block = layout.channelBlock, blocks = (20 + block - 1) / block, plane = 17 * 19
+            let block = layout.channelBlock, blocks = (20 + block - 1) / block
             var padding: [Float] = []
-            for image in 0..<3 {
+            for image in 0..<images {
                 let base = ((image * blocks) + blocks - 1) * plane * block
                 for pixel in 0..<plane { for lane in (20 % block)..<block { padding.append(output.storage.pointer[base + pixel * block + lane]) } }
             }
             #expect(padding.allSatisfy { $0 == 0 }, "\(layout): padding lanes")
         }
         try output.backward(seed: try Tensor(shape: shape, values: upstream.floats).reordered(to: layout))
-        let plane = 17 * 19
         let dx = (0..<x.values.count).map { upstream.values[$0] * s.values[$0 / plane] }
         let ds = (0..<s.values.count).map { nc in (0..<plane).reduce(0.0) { $0 + upstream.values[nc * plane + $1] * x.values[nc * plane + $1] } }
         let inputGradient = try #require(box.value), scaleGradient = try #require(scaleBox.value)

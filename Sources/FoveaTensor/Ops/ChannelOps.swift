@@ -79,6 +79,14 @@ func channelScalingKernel(_ x: Storage, _ shape: [Int], _ layout: Layout, _ fact
     case .plain:
         return try binaryKernel(dnnl_binary_mul, x, [n * c, plane], factors.storage, [n * c, 1], into: y)
     case .nhwc:
+        // One image: rows of k pixels, (H·W/k, k·C) · (1, k·C) with the factors repeated k times: the per-channel
+        // broadcast oneDNN parallelises over rows, with rows wide enough for its vector loop (C alone may be 16).
+        if n == 1 {
+            let k = (1...max(1, 1024 / c)).last { plane % $0 == 0 } ?? 1
+            let tiled = Storage(capacity: k * c)
+            for i in 0..<(k * c) { tiled.pointer[i] = factors.storage.pointer[i % c] }
+            return try binaryKernel(dnnl_binary_mul, x, [plane / k, k * c], tiled, [1, k * c], into: y)
+        }
         return try binaryKernel(dnnl_binary_mul, x, [n, plane, c], factors.storage, [n, 1, c], into: y)
     case .nChw8c, .nChw16c:
         let block = layout.channelBlock, blocks = (c + block - 1) / block
