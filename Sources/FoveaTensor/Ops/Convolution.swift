@@ -244,11 +244,34 @@ func backwardDescriptor(_ sourceShape: [Int], _ outputShape: [Int], _ sourceLayo
     throws -> dnnl_primitive_desc_t {
     var src = try anyDescriptor(sourceShape), dst = try anyDescriptor(outputShape)
     let free = try make(&src, &dst)
-    if knownLayouts(free, [(queries.source, sourceShape), (queries.output, outputShape)]) { return free }
+    let known = knownLayouts(free, [(queries.source, sourceShape), (queries.output, outputShape)])
+    if known && !isSlowImplementation(free) { return free }
+    // oneDNN's free choice for some shapes is im2col + GEMM or its reference kernel in plain layout (5×5 depthwise
+    // backward-weights: ~12× slower than its blocked depthwise kernel): try the blocked layouts before settling.
+    for layout in [sourceLayout, .nChw16c, .nChw8c, .nhwc] {
+        src = try memoryDescriptor(sourceShape, layout)
+        dst = try memoryDescriptor(outputShape, layout)
+        if let pd = try? make(&src, &dst) {
+            if !isSlowImplementation(pd) {
+                dnnl_primitive_desc_destroy(free)
+                return pd
+            }
+            dnnl_primitive_desc_destroy(pd)
+        }
+    }
+    if known { return free }
     dnnl_primitive_desc_destroy(free)
     src = try memoryDescriptor(sourceShape, sourceLayout)
     dst = try memoryDescriptor(outputShape, outputLayout)
     return try make(&src, &dst)
+}
+
+/// Whether `pd` runs one of oneDNN's generic fallbacks: the reference kernels or im2col + GEMM.
+func isSlowImplementation(_ pd: dnnl_primitive_desc_t) -> Bool {
+    var info: UnsafePointer<CChar>?
+    guard dnnl_primitive_desc_query(pd, dnnl_query_impl_info_str, 0, &info) == dnnl_success, let info else { return false }
+    let name = String(cString: info)
+    return name.hasPrefix("ref") || name.contains("gemm")
 }
 
 /// Whether a convolution may use oneDNN's Winograd kernel when its weights are prepared once: 3×3, stride 1, no dilation,
