@@ -33,8 +33,12 @@ struct Bench: ParsableCommand {
             Training is forward, backward and an SGD step (momentum 0.9, weight decay 5e-4) on random data;
             inference runs in evaluation mode without the tape. Each figure is the median over repeats after
             one warm-up, repeated for at least --seconds and 3 times. GFLOP/s counts 2 FLOPs per multiply-add
-            of convolutions and fully connected layers (training: 3× the forward pass). Peak RSS is the
-            process's resident-memory high-water mark during the workload (reset before each). Workloads: \(workloads.map(\.name).joined(separator: ", ")).
+            of convolutions and fully connected layers (training: 3× the forward pass); the peak it is compared with is
+            measured once per run (oneDNN's sgemm on 1536×1536 matrices, best of 1 s) unless --peak gives it. Winograd
+            convolutions do fewer multiplications than they are counted with, so a fraction above 1 is possible. Peak
+            RSS is the process's resident-memory high-water mark during the workload (reset before each). Allocations
+            are the memory blocks tensors obtained from the system (not from the reuse pool) per training step and per
+            inference call after the first timed one: 0 in steady state. Workloads: \(workloads.map(\.name).joined(separator: ", ")).
             With --model NAME… (or --model all): zoo models at their default input size, batch --batch-size (default 8).
 
             \(ImageFolderWorkload.name) (run only when named, with --data-dir DIR holding class folders of images, as
@@ -47,7 +51,7 @@ struct Bench: ParsableCommand {
     @Option(name: .customLong("workload"), parsing: .upToNextOption, help: "Workloads to run (default: all model workloads).")
     var selected: [String] = []
     @Option(help: "Minimum timed seconds per measurement.") var seconds: Double = 8
-    @Option(help: "The machine's peak GFLOP/s, for the utilisation column.") var peak: Double = 205
+    @Option(help: "The machine's peak GFLOP/s, for the utilisation figures (default: measured).") var peak: Double?
     @Option(name: .customLong("data-dir"), help: "Class folders of images for \(ImageFolderWorkload.name).") var dataDir: String?
     @Option(help: "Data-loading threads for \(ImageFolderWorkload.name).") var workers: Int = 2
     @Option(help: "Epochs for \(ImageFolderWorkload.name).") var epochs: Int = 2
@@ -61,6 +65,7 @@ struct Bench: ParsableCommand {
 
     func run() throws {
         try runReportingErrors {
+            if let peak, !(peak > 0) { throw TrainingError.invalidOption("--peak must be positive") }
             if !models.isEmpty {
                 guard batchSize > 0 else { throw TrainingError.invalidOption("--batch-size must be positive") }
                 let entries = try models == ["all"] ? ModelZoo.entries : models.map { try ModelZoo.entry($0) }
@@ -92,7 +97,20 @@ struct Bench: ParsableCommand {
         }
     }
 
+    /// The peak GFLOP/s the utilisation figures divide by: --peak, or measured once.
+    var peakGFLOPs: Double {
+        get throws {
+            if let peak { return peak }
+            if let measured = Self.measuredPeak { return measured }
+            let measured = try MachinePeak.measureGFLOPs()
+            Self.measuredPeak = measured
+            return measured
+        }
+    }
+    nonisolated(unsafe) static var measuredPeak: Double?
+
     func measure(_ workload: Workload) throws {
+        let peak = try peakGFLOPs
         // Each workload's peak memory on its own: give back what earlier workloads pooled and reset the
         // kernel's high-water mark of this process (Linux: writing 5 to /proc/self/clear_refs).
         Tensor.releasePooledMemory()
@@ -112,7 +130,7 @@ struct Bench: ParsableCommand {
         let optimizer = try SGD(parameters: model.parameters(), learningRate: 0.01, momentum: 0.9, weightDecay: 5e-4)
         model.train()
         var step = 0
-        let (trainTime, trainRepeats) = inferenceOnly ? (Double.nan, 0) : try timeMedian {
+        let (trainTime, trainRepeats, trainAllocations) = inferenceOnly ? (Double.nan, 0, 0) : try timeMedian {
             _ = try trainStep(model: model, optimizer: optimizer, images: images, labels: labels, step: step, epoch: 1)
             step += 1
         }
@@ -121,7 +139,7 @@ struct Bench: ParsableCommand {
         let multiplyAdds = try OperationCounter.countMultiplyAdds {
             _ = try Autodiff.withoutRecording { try model(inferenceImages) }
         } / workload.inferenceBatch
-        let (inferenceTime, inferenceRepeats) = try timeMedian {
+        let (inferenceTime, inferenceRepeats, inferenceAllocations) = try timeMedian {
             _ = try Autodiff.withoutRecording { try model(inferenceImages) }
         }
         let trainRate = Double(workload.trainBatch) / trainTime
@@ -139,16 +157,20 @@ struct Bench: ParsableCommand {
                 "infer_gflops": (inferenceGFLOPs * 10).rounded() / 10,
                 "train_peak_fraction": inferenceOnly ? NSNull() : (trainGFLOPs / peak * 1000).rounded() / 1000,
                 "infer_peak_fraction": (inferenceGFLOPs / peak * 1000).rounded() / 1000,
+                "peak_gflops": (peak * 10).rounded() / 10, "peak_measured": self.peak == nil,
+                "train_allocs_per_step": inferenceOnly ? NSNull() : trainAllocations,
+                "infer_allocs_per_call": inferenceAllocations,
             ]
             printJSON(try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys]))
         } else {
             func padded(_ text: String, _ width: Int) -> String { text + String(repeating: " ", count: max(0, width - text.count)) }
             let training = inferenceOnly ? "train (skipped)"
-                : String(format: "train %9.1f img/s (%3d reps, %5.1f GFLOP/s, %4.1f %% of peak)",
-                         trainRate, trainRepeats, trainGFLOPs, trainGFLOPs / peak * 100)
-            print(padded(workload.name, 20) + " " + padded(training, 62)
-                  + String(format: "   infer %9.1f img/s (%3d reps, %5.1f GFLOP/s)   peak RSS %.0f MB",
-                           inferenceRate, inferenceRepeats, inferenceGFLOPs, peakMB))
+                : String(format: "train %9.1f img/s (%3d reps, %5.1f GFLOP/s, %5.1f %% of peak, %.1f allocs/step)",
+                         trainRate, trainRepeats, trainGFLOPs, trainGFLOPs / peak * 100, trainAllocations)
+            print(padded(workload.name, 20) + " " + padded(training, 82)
+                  + String(format: "   infer %9.1f img/s (%3d reps, %5.1f GFLOP/s, %5.1f %% of peak, %.1f allocs/call)   peak RSS %.0f MB",
+                           inferenceRate, inferenceRepeats, inferenceGFLOPs, inferenceGFLOPs / peak * 100,
+                           inferenceAllocations, peakMB))
         }
     }
 
@@ -164,17 +186,22 @@ struct Bench: ParsableCommand {
         return Double(usage.ru_maxrss) / 1024
     }
 
-    /// Median seconds of `body` over repeats after one warm-up call, for at least `seconds` and 3 repeats.
-    func timeMedian(_ body: () throws -> Void) throws -> (Double, Int) {
+    /// Median seconds of `body` over repeats after one warm-up call, for at least `seconds` and 3 repeats, the repeat
+    /// count, and the mean number of system allocations per repeat after the first timed one (the steady state: the
+    /// first two calls of a training step still create optimizer state and pool blocks).
+    func timeMedian(_ body: () throws -> Void) throws -> (Double, Int, Double) {
         try body()
         var times: [Double] = []
+        var allocations = 0
         let start = DispatchTime.now().uptimeNanoseconds
         while times.count < 3 || Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9 < seconds {
             let t = DispatchTime.now().uptimeNanoseconds
             try body()
             times.append(Double(DispatchTime.now().uptimeNanoseconds - t) / 1e9)
+            if times.count == 1 { allocations = Tensor.systemAllocationCount }
         }
+        let allocated = Double(Tensor.systemAllocationCount - allocations) / Double(times.count - 1)
         times.sort()
-        return (times[times.count / 2], times.count)
+        return (times[times.count / 2], times.count, allocated)
     }
 }

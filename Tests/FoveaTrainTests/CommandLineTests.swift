@@ -293,6 +293,39 @@ struct CommandLineTests {
         #expect(wrongMagic.error.contains(images))
     }
 
+    @Test("bench prints one JSON object per workload with speed, utilisation against a measured peak, and allocations")
+    func bench() throws {
+        let run = try runFovea(["bench", "--workload", "lenet5_28", "--seconds", "0.2", "--json"])
+        #expect(run.status == 0, "\(run.error)")
+        let lines = run.output.split(separator: "\n").filter { $0.hasPrefix("{") }
+        #expect(lines.count == 1)
+        let object = try #require(try JSONSerialization.jsonObject(with: Data((lines.first ?? "").utf8)) as? [String: Any])
+        // JSON numbers come back as Int or Double depending on how they print.
+        func number(_ key: String, in object: [String: Any]? = object) -> Double? { (object?[key] as? NSNumber)?.doubleValue }
+        #expect(object["workload"] as? String == "lenet5_28")
+        #expect(object["params"] as? Int == 61_706)
+        #expect(object["train_batch"] as? Int == 128 && object["infer_batch"] as? Int == 256)
+        for key in ["train_img_s", "infer_img_s", "train_gflops", "infer_gflops", "peak_gflops", "peak_rss_mb"] {
+            let value = try #require(number(key), "\(key) missing")
+            #expect(value > 0 && value.isFinite, "\(key) = \(value)")
+        }
+        #expect((object["train_reps"] as? Int ?? 0) >= 3 && (object["infer_reps"] as? Int ?? 0) >= 3)
+        #expect(object["peak_measured"] as? Bool == true)
+        // The utilisation is the achieved rate over the measured peak.
+        let (gflops, peak) = (number("infer_gflops") ?? 0, number("peak_gflops") ?? 1)
+        #expect(abs((number("infer_peak_fraction") ?? -1) - gflops / peak) < 0.01)
+        // Steady state: a training step and an inference call take every tensor block from the reuse pool.
+        #expect(number("train_allocs_per_step") == 0)
+        #expect(number("infer_allocs_per_call") == 0)
+        // A given peak is used as it is; a bad one, or an unknown workload, is a usage error.
+        let given = try runFovea(["bench", "--workload", "lenet5_28", "--seconds", "0.1", "--json", "--peak", "1000",
+                                  "--inference-only"])
+        let givenObject = try JSONSerialization.jsonObject(with: Data(given.output.utf8)) as? [String: Any]
+        #expect(number("peak_gflops", in: givenObject) == 1000 && givenObject?["peak_measured"] as? Bool == false)
+        #expect(try runFovea(["bench", "--peak", "0"]).status == 64)
+        #expect(try runFovea(["bench", "--workload", "nope"]).status == 64)
+    }
+
     @Test("usage errors end with exit code 64")
     func usage() throws {
         #expect(try runFovea(["train", "--epochs", "0"]).status == 64)
