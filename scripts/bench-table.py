@@ -1,14 +1,16 @@
 #!/usr/bin/env python3
 """Regenerates Benchmarks/README.md: Fovea against PyTorch on the reference workloads, side by side.
 
-For each workload, in the same minute: `fovea bench --workload W --json`, then ../shared/bench/torch_anchor.py
---only W (contiguous) and --only W --channels-last, each in its own process, so that every figure and every peak
-resident memory belongs to one workload. The ratio divides Fovea's images/s by the faster of PyTorch's two memory
-formats. Needs a release build (`swift build -c release`) and a PyTorch venv:
+For each workload and each of --rounds rounds, in the same minute: `fovea bench --workload W --json`, then
+../shared/bench/torch_anchor.py --only W (contiguous) and --only W --channels-last, each in its own process, so that
+every figure and every peak resident memory belongs to one workload. A round's ratio divides Fovea's images/s by the
+faster of PyTorch's two memory formats in that round; the table shows the round with the median ratio and the range of
+the ratios over all rounds (a shared 2-core machine moves single figures by 10-20 %). Needs a release build
+(`swift build -c release`) and a PyTorch venv:
     python3 -m venv /tmp/pt && /tmp/pt/bin/pip install torch torchvision
-Usage: scripts/bench-table.py [--python /tmp/pt/bin/python] [--seconds 8] [--workload W ...] [--output FILE]
+Usage: scripts/bench-table.py [--python /tmp/pt/bin/python] [--seconds 8] [--rounds 3] [--workload W ...] [--output FILE]
 """
-import argparse, datetime, json, os, subprocess, sys
+import argparse, datetime, json, os, statistics, subprocess, sys
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ANCHOR = os.path.join(ROOT, "..", "shared", "bench", "torch_anchor.py")
@@ -24,64 +26,105 @@ def run_json(command):
         sys.exit(f"{' '.join(command)} failed:\n{done.stderr}")
     lines = [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
     extra = [json.loads(line) for line in done.stderr.splitlines() if line.startswith("{")]
+    if not lines:
+        sys.exit(f"{' '.join(command)} printed no JSON:\n{done.stdout}\n{done.stderr}")
     return lines[-1], (extra[-1] if extra else {})
+
+
+def best(runs, key):
+    return max(runs, key=lambda r: r[key])
+
+
+def ratios(round_):
+    ours, runs = round_
+    return (ours["train_img_s"] / best(runs, "train_img_s")["train_img_s"],
+            ours["infer_img_s"] / best(runs, "infer_img_s")["infer_img_s"])
+
+
+def median_round(rounds, index):
+    """The round whose ratio (0: training, 1: inference) is the median of all rounds' (the lower middle one if even)."""
+    ordered = sorted(rounds, key=lambda r: ratios(r)[index])
+    return ordered[(len(ordered) - 1) // 2]
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--python", default="/tmp/pt/bin/python")
     parser.add_argument("--seconds", type=float, default=8)
+    parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--workload", nargs="*", default=WORKLOADS)
     parser.add_argument("--output", default=os.path.join(ROOT, "Benchmarks", "README.md"))
     args = parser.parse_args()
+    if args.rounds < 1:
+        sys.exit("--rounds must be at least 1")
+    unknown = [w for w in args.workload if w not in WORKLOADS]
+    if unknown:
+        sys.exit(f"unknown workload(s) {', '.join(unknown)}; known: {', '.join(WORKLOADS)}")
     fovea = os.path.join(ROOT, ".build", "release", "fovea")
     if not os.path.exists(fovea):
         sys.exit("no release build: run `swift build -c release` first")
+    started = datetime.datetime.now(datetime.timezone.utc)
     rows, torch_version = [], "?"
     for workload in args.workload:
-        ours, _ = run_json([fovea, "bench", "--workload", workload, "--json", "--seconds", str(args.seconds)])
-        torch_runs = []
-        for extra in ([], ["--channels-last"]):
-            result, memory = run_json([args.python, "-c", WRAPPER, ANCHOR, "--only", workload,
-                                       "--seconds", str(args.seconds)] + extra)
-            result.update(memory)
-            torch_runs.append(result)
-            torch_version = result["framework"]
-        print(json.dumps({"fovea": ours, "torch": torch_runs}), flush=True)
-        rows.append((workload, ours, torch_runs))
+        rounds = []
+        for _ in range(args.rounds):
+            ours, _ = run_json([fovea, "bench", "--workload", workload, "--json", "--seconds", str(args.seconds)])
+            torch_runs = []
+            for extra in ([], ["--channels-last"]):
+                result, memory = run_json([args.python, "-c", WRAPPER, ANCHOR, "--only", workload,
+                                           "--seconds", str(args.seconds)] + extra)
+                result.update(memory)
+                torch_runs.append(result)
+                torch_version = result["framework"]
+            print(json.dumps({"fovea": ours, "torch": torch_runs}), flush=True)
+            rounds.append((ours, torch_runs))
+        rows.append((workload, rounds))
+    finished = datetime.datetime.now(datetime.timezone.utc)
 
-    def best(runs, key):
-        return max(runs, key=lambda r: r[key])
-
+    tag = lambda r: "cl" if r["channels_last"] else "c"
     lines = [
         "# Benchmarks: Fovea and PyTorch side by side",
         "",
-        f"Measured {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC on this machine "
-        f"({os.cpu_count()} cores), {torch_version} with 2 threads, regenerated by `scripts/bench-table.py`.",
-        "For each workload, in the same minute: `.build/release/fovea bench --workload W --json`, then",
+        f"Measured {started:%Y-%m-%d %H:%M}–{finished:%H:%M} UTC on this machine ({os.cpu_count()} cores), "
+        f"{torch_version} with 2 threads, regenerated by `scripts/bench-table.py --rounds {args.rounds} "
+        f"--seconds {args.seconds:g}`.",
+        f"For each workload, {args.rounds} round(s) in a row, each in the same minute: "
+        "`.build/release/fovea bench --workload W --json`, then",
         "`python ../shared/bench/torch_anchor.py --only W` and `… --channels-last`, each in its own process.",
-        "Images/s are medians over repeats after warm-up (batch sizes as `torch_anchor.py`); the ratio is Fovea over",
-        "the faster PyTorch memory format (named after the figure: c = contiguous, cl = channels-last). Peak RSS is each",
-        "process's resident-memory high-water mark over its training and inference runs.",
+        "Images/s are medians over repeats after warm-up (batch sizes as `torch_anchor.py`); a round's ratio is Fovea over",
+        "the faster PyTorch memory format of that round (named after the figure: c = contiguous, cl = channels-last). The",
+        "table shows the round with the median ratio, and the lowest–highest ratio over the rounds. Peak RSS is each",
+        "process's resident-memory high-water mark over its training and inference runs (the highest of Fovea's rounds,",
+        "the lowest of PyTorch's).",
         "",
-        "| workload | train Fovea | train PyTorch | ratio | infer Fovea | infer PyTorch | ratio | peak RSS Fovea | peak RSS PyTorch |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| workload | train Fovea | train PyTorch | ratio | (range) | infer Fovea | infer PyTorch | ratio | (range) | "
+        "peak RSS Fovea | peak RSS PyTorch |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
-    for workload, ours, runs in rows:
-        train, infer = best(runs, "train_img_s"), best(runs, "infer_img_s")
-        tag = lambda r: "cl" if r["channels_last"] else "c"
-        memory = min(r.get("peak_rss_mb", 0) for r in runs)
+    for workload, rounds in rows:
+        train_round, infer_round = median_round(rounds, 0), median_round(rounds, 1)
+        train, infer = best(train_round[1], "train_img_s"), best(infer_round[1], "infer_img_s")
+        train_ratios = [ratios(r)[0] for r in rounds]
+        infer_ratios = [ratios(r)[1] for r in rounds]
+        ours_memory = max(r[0]["peak_rss_mb"] for r in rounds)
+        torch_memory = min(t.get("peak_rss_mb", 0) for r in rounds for t in r[1])
         lines.append(
-            f"| {workload} | {ours['train_img_s']:,.1f} | {train['train_img_s']:,.1f} ({tag(train)}) | "
-            f"**{ours['train_img_s'] / train['train_img_s']:.2f}×** | {ours['infer_img_s']:,.1f} | "
-            f"{infer['infer_img_s']:,.1f} ({tag(infer)}) | **{ours['infer_img_s'] / infer['infer_img_s']:.2f}×** | "
-            f"{ours['peak_rss_mb']:,.0f} MB | {memory:,.0f} MB |")
-    lines += ["", "Raw figures (one JSON object per workload):", "", "```"]
-    lines += [json.dumps({"fovea": ours, "torch": runs}, sort_keys=True) for _, ours, runs in rows]
+            f"| {workload} | {train_round[0]['train_img_s']:,.1f} | {train['train_img_s']:,.1f} ({tag(train)}) | "
+            f"**{ratios(train_round)[0]:.2f}×** | {min(train_ratios):.2f}–{max(train_ratios):.2f} | "
+            f"{infer_round[0]['infer_img_s']:,.1f} | {infer['infer_img_s']:,.1f} ({tag(infer)}) | "
+            f"**{ratios(infer_round)[1]:.2f}×** | {min(infer_ratios):.2f}–{max(infer_ratios):.2f} | "
+            f"{ours_memory:,.0f} MB | {torch_memory:,.0f} MB |")
+    table_end = len(lines)
+    peaks = [r[0].get("peak_gflops") for _, rounds in rows for r in rounds if r[0].get("peak_gflops")]
+    if peaks:
+        lines += ["", f"The machine's measured peak (oneDNN sgemm, `fovea bench`'s `peak_gflops`) was "
+                      f"{min(peaks):.0f}–{max(peaks):.0f} GFLOP/s over these runs (median {statistics.median(peaks):.0f})."]
+    lines += ["", "Raw figures (one JSON object per workload and round):", "", "```"]
+    lines += [json.dumps({"fovea": ours, "torch": runs}, sort_keys=True) for _, rounds in rows for ours, runs in rounds]
     lines += ["```", "", "What changed for speed, and what each change gained, is in [NOTES.md](NOTES.md).", ""]
     with open(args.output, "w") as out:
         out.write("\n".join(lines))
-    print("\n".join(lines[9:9 + 2 + len(rows)]))
+    print("\n".join(lines[11:table_end]))
 
 
 if __name__ == "__main__":
