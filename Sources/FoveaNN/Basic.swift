@@ -1,4 +1,5 @@
 import FoveaTensor
+import Synchronization
 
 /// Layers in order; state-dict keys are their indices (`features.0.weight`), as nn.Sequential.
 public final class Sequential: Layer {
@@ -7,6 +8,16 @@ public final class Sequential: Layer {
     public init(_ layers: [Layer]) { self.layers = layers }
     public var namedChildren: [(String, Any)] { layers.enumerated().map { ("\($0.offset)", $0.element) } }
     public func callAsFunction(_ x: Tensor) throws -> Tensor { try self(x, adding: nil) }
+
+    /// Whether any layer below this chain is in training mode (batch norm with batch statistics, dropout, …). The
+    /// mode-dependent layers are found once: a chain's structure never changes, only their modes do.
+    public var containsTrainingLayers: Bool {
+        modeDependentLayers.withLock { cached in
+            if cached == nil { cached = namedLayers().dropFirst().compactMap { $0.1 as? any ModeDependentLayer } }
+            return cached!.contains { $0.isTraining }
+        }
+    }
+    private let modeDependentLayers = Mutex<[any ModeDependentLayer]?>(nil)
 }
 
 /// (N, C, H, W) → (N, C·H·W).

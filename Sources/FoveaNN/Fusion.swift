@@ -139,9 +139,11 @@ extension Sequential {
     /// squeeze-excitation scaling) are memory-bound on a whole batch: each activation is written to DRAM and read back.
     /// One image's activations stay in the caches. The low-resolution layers keep the whole batch, where their
     /// kernels are most efficient. Every layer treats images independently in inference, so the result is `self(x)`
-    /// (up to the summation order inside kernels). While the tape records, or for a single image, this is `self(x)`.
+    /// (up to the summation order inside kernels). While the tape records, while any layer of the chain is in training
+    /// mode (batch norm would see one image's statistics), or for a single image, this is `self(x)`.
     public func callAsFunction(_ x: Tensor, imageByImageDownTo divisor: Int) throws -> Tensor {
-        guard ImageByImageInference.isEnabled, !Autodiff.isRecording, divisor > 0, x.shape.count == 4, x.shape[0] > 1 else {
+        guard ImageByImageInference.isEnabled, !Autodiff.isRecording, divisor > 0, x.shape.count == 4, x.shape[0] > 1,
+              !containsTrainingLayers else {
             return try self(x)
         }
         let height = x.shape[2]

@@ -109,4 +109,25 @@ struct ImageByImageTests {
             #expect(zip(row, try single.toArray()).allSatisfy { abs($0 - $1) / rowScale < 1e-5 }, "\(name): image 1 alone")
         }
     }
+
+    @Test("in training mode without the tape the whole batch runs together (batch norm sees the batch's statistics)",
+          arguments: ["mobilenet_v2", "efficientnet_b0"])
+    func trainingModeKeepsTheBatch(_ name: String) throws {
+        Initialization.seed(14)
+        let model = try ModelZoo.make(name, classCount: 10, inputChannels: 3)
+        model.train()
+        for (_, layer) in model.namedLayers() where layer is any RandomizedLayer {
+            (layer as? any ModeDependentLayer)?.isTraining = false
+        }
+        let features = try #require((model as? EfficientNet)?.features ?? (model as? MobileNetV2)?.features)
+        var generator = SeededGenerator(seed: 15)
+        let shape = [3, 3, 64, 64]
+        let x = try Tensor(shape: shape, values: (0..<shape.reduce(1, *)).map { _ in Float(generator.nextNormal()) })
+        try Autodiff.withoutRecording {
+            let (a, b) = (try features(x).toArray(), try features(x, imageByImageDownTo: 4).toArray())
+            let scale = max(a.map(abs).max() ?? 0, 1e-6)
+            let difference = zip(a, b).map { abs($0 - $1) }.max() ?? 0
+            #expect(difference / scale < 1e-5, "\(name): training-mode features differ by \(difference / scale)")
+        }
+    }
 }
