@@ -236,8 +236,9 @@ func convolutionAlgorithm(channels: Int, outputChannels: Int, groups: Int, train
 let forcedConvolutionAlgorithm = ProcessInfo.processInfo.environment["FOVEA_CONV_ALGORITHM"]
 
 /// A backward convolution's primitive descriptor, made by `make` from source and destination descriptors: oneDNN's free
-/// choice of layouts first (its fast kernels may want others than the forward pass's), the forward pass's layouts only
-/// when the free choice of the two `checking` queries is one Fovea does not carry.
+/// choice of layouts first (its fast kernels may want others than the forward pass's); when that choice is one Fovea does
+/// not carry (the two `checking` queries) or runs a generic fallback (`isSlowImplementation`), the forward pass's source
+/// layout and the other known layouts in turn; the free choice, or else the forward pass's layouts, when none is faster.
 func backwardDescriptor(_ sourceShape: [Int], _ outputShape: [Int], _ sourceLayout: Layout, _ outputLayout: Layout,
                         checking queries: (source: dnnl_query_t, output: dnnl_query_t),
                         make: (inout dnnl_memory_desc_t, inout dnnl_memory_desc_t) throws -> dnnl_primitive_desc_t)
@@ -268,10 +269,15 @@ func backwardDescriptor(_ sourceShape: [Int], _ outputShape: [Int], _ sourceLayo
 
 /// Whether `pd` runs one of oneDNN's generic fallbacks: the reference kernels or im2col + GEMM.
 func isSlowImplementation(_ pd: dnnl_primitive_desc_t) -> Bool {
-    var info: UnsafePointer<CChar>?
-    guard dnnl_primitive_desc_query(pd, dnnl_query_impl_info_str, 0, &info) == dnnl_success, let info else { return false }
-    let name = String(cString: info)
+    guard let name = implementationName(pd) else { return false }
     return name.hasPrefix("ref") || name.contains("gemm")
+}
+
+/// oneDNN's name for the implementation `pd` runs (`brgconv:avx512_core`, `ref:any`, …).
+func implementationName(_ pd: dnnl_primitive_desc_t) -> String? {
+    var info: UnsafePointer<CChar>?
+    guard dnnl_primitive_desc_query(pd, dnnl_query_impl_info_str, 0, &info) == dnnl_success, let info else { return nil }
+    return String(cString: info)
 }
 
 /// Whether a convolution may use oneDNN's Winograd kernel when its weights are prepared once: 3×3, stride 1, no dilation,
@@ -332,9 +338,7 @@ public final class PreparedWeights: @unchecked Sendable {
 
 /// Whether oneDNN picked one of its reference (plain C++, slow) implementations for `pd`.
 func isReferenceImplementation(_ pd: dnnl_primitive_desc_t) -> Bool {
-    var info: UnsafePointer<CChar>?
-    guard dnnl_primitive_desc_query(pd, dnnl_query_impl_info_str, 0, &info) == dnnl_success, let info else { return false }
-    return String(cString: info).hasPrefix("ref")
+    implementationName(pd)?.hasPrefix("ref") ?? false
 }
 
 /// Whether every queried descriptor of `pd` is in a layout Fovea knows for its shape.
