@@ -249,7 +249,7 @@ func backwardDescriptor(_ sourceShape: [Int], _ outputShape: [Int], _ sourceLayo
     if known && !isSlowImplementation(free) { return free }
     // oneDNN's free choice for some shapes is im2col + GEMM or its reference kernel in plain layout (5×5 depthwise
     // backward-weights: ~12× slower than its blocked depthwise kernel): try the blocked layouts before settling.
-    for layout in [sourceLayout, .nChw16c, .nChw8c, .nhwc] {
+    for layout in [sourceLayout] + [Layout.nChw16c, .nChw8c, .nhwc].filter({ $0 != sourceLayout }) {
         src = try memoryDescriptor(sourceShape, layout)
         dst = try memoryDescriptor(outputShape, layout)
         if let pd = try? make(&src, &dst) {
