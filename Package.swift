@@ -19,7 +19,9 @@ let package = Package(
                        providers: [.apt(["libdnnl-dev"])]),
         .systemLibrary(name: "CImageCodecs", path: "Sources/CImageCodecs",
                        providers: [.apt(["libjpeg62-turbo-dev", "libturbojpeg0-dev", "libpng-dev", "zlib1g-dev"])]),
-        .target(name: "FoveaTensor", dependencies: ["CDNNL"]),
+        // C loops for what oneDNN 2.6 does slowly (training max pooling), run on oneDNN's OpenMP threads (libgomp).
+        .target(name: "CFoveaKernels", cSettings: [.unsafeFlags(["-O3"])], linkerSettings: [.linkedLibrary("gomp")]),
+        .target(name: "FoveaTensor", dependencies: ["CDNNL", "CFoveaKernels"]),
         .target(name: "FoveaNN", dependencies: ["FoveaTensor"]),
         .target(name: "FoveaOptim", dependencies: ["FoveaNN"]),
         // Pure-Swift SIMD loops (image resampling) alone are built for AVX2, as DESIGN.md §2 says.

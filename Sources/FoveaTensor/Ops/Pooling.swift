@@ -1,4 +1,6 @@
 import CDNNL
+import CFoveaKernels
+import Foundation
 
 /// Window geometry of a 2-D pooling: kernel, stride and padding (each [height, width]) and PyTorch's ceil mode.
 public struct PoolingGeometry: Hashable, Sendable {
@@ -64,6 +66,9 @@ private func pool(_ input: Tensor, _ g: PoolingGeometry, _ kind: PoolingKind, _ 
     }
     let training = Autodiff.recording && input.node != nil
     let layout = input.layout
+    if training && kind == .max && g.kernel[0] * g.kernel[1] <= 256 && !oneDNNMaxPooling {
+        return try maxPoolRecordingIndices(input, fovea_pool_geometry(input.shape, layout, g, outputShape), outputShape)
+    }
     let keyValues = input.shape + g.kernel + g.stride + g.padding + paddingRight + [kind.rawValue, layout.rawValue]
     let strides = g.stride.map(Int64.init), kernel = g.kernel.map(Int64.init), dilation: [Int64] = [0, 0]
     let padLeft = g.padding.map(Int64.init), padRight = paddingRight.map(Int64.init)
@@ -145,4 +150,43 @@ func multiplySpatialMap(_ x: Tensor, _ map: [Float]) throws -> Tensor {
         for b in 0..<planes { for s in 0..<plane { for l in 0..<block { pointer[(b * plane + s) * block + l] *= map[s] } } }
     }
     return result
+}
+
+/// Training max pooling that records each window's arg-max itself (`CFoveaKernels`: oneDNN 2.6's training max pooling
+/// is about ten times slower than its inference one); the output and the input gradient keep the input's layout.
+private func maxPoolRecordingIndices(_ input: Tensor, _ planes: fovea_pool_geometry, _ outputShape: [Int]) throws -> Tensor {
+    let layout = input.layout
+    let result = try Tensor.uninitialized(outputShape, layout: layout)
+    let outputCount = planes.groups * planes.output_height * planes.output_width * planes.lanes
+    let indices = Storage(capacity: (outputCount + 3) / 4)
+    let indexBytes = UnsafeMutableRawPointer(indices.pointer).bindMemory(to: UInt8.self, capacity: outputCount)
+    withUnsafePointer(to: planes) { fovea_max_pool_forward(input.storage.pointer, $0, result.storage.pointer, indexBytes) }
+    return result.recorded(from: [input]) { gradient in
+        let outputGradient = try gradient.detached.reordered(to: layout)
+        let inputGradient = try Tensor.uninitialized(input.shape, layout: layout)
+        withUnsafePointer(to: planes) {
+            fovea_max_pool_backward(outputGradient.storage.pointer, indexBytes, $0, inputGradient.storage.pointer)
+        }
+        withExtendedLifetime(indices) {}
+        return [inputGradient]
+    }
+}
+
+/// `FOVEA_ONEDNN_MAX_POOLING=1` keeps training max pooling on oneDNN's kernel (for measurements).
+let oneDNNMaxPooling = ProcessInfo.processInfo.environment["FOVEA_ONEDNN_MAX_POOLING"] != nil
+
+extension fovea_pool_geometry {
+    /// The planes and lanes of a 4-D tensor of `shape` in `layout` pooled by `g` to `outputShape`.
+    init(_ shape: [Int], _ layout: Layout, _ g: PoolingGeometry, _ outputShape: [Int]) {
+        let (n, c) = (shape[0], shape[1])
+        let (groups, lanes) = switch layout {
+        case .plain: (n * c, 1)
+        case .nChw8c, .nChw16c: (n * ((c + layout.channelBlock - 1) / layout.channelBlock), layout.channelBlock)
+        case .nhwc: (n, c)
+        }
+        self.init(groups: groups, lanes: lanes, height: shape[2], width: shape[3], output_height: outputShape[2],
+                  output_width: outputShape[3], kernel_height: g.kernel[0], kernel_width: g.kernel[1],
+                  stride_height: g.stride[0], stride_width: g.stride[1], padding_height: g.padding[0],
+                  padding_width: g.padding[1])
+    }
 }

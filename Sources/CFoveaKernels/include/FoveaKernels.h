@@ -1,0 +1,24 @@
+#ifndef FOVEA_KERNELS_H
+#define FOVEA_KERNELS_H
+#include <stdint.h>
+
+/// The shape of one max pooling over `groups` planes of height×width pixels with `lanes` contiguous values per pixel
+/// (plain NCHW: N·C planes of 1 lane; nChw8c/nChw16c: N·⌈C/b⌉ planes of b lanes; nhwc: N planes of C lanes). Plane g
+/// starts at g·height·width·lanes in the input and at g·output_height·output_width·lanes in the output. Pairs are
+/// (height, width); padding acts as −∞; the window area is at most 256 (one byte per recorded position).
+typedef struct {
+    long groups, lanes, height, width, output_height, output_width;
+    long kernel_height, kernel_width, stride_height, stride_width, padding_height, padding_width;
+} fovea_pool_geometry;
+
+/// Max pooling forward: `output` gets each window's maximum and `indices` its position in the window (row-major,
+/// counting padded positions): the first maximum when several are equal, the last NaN when there is one (PyTorch's
+/// rule). Runs on oneDNN's OpenMP threads.
+void fovea_max_pool_forward(const float *input, const fovea_pool_geometry *geometry, float *output, uint8_t *indices);
+
+/// Max pooling backward: `input_gradient` (the input's shape and layout) gets each output gradient at the position
+/// `indices` recorded, summed where windows overlap, zero elsewhere. Runs on oneDNN's OpenMP threads.
+void fovea_max_pool_backward(const float *output_gradient, const uint8_t *indices, const fovea_pool_geometry *geometry,
+                             float *input_gradient);
+
+#endif
