@@ -24,8 +24,10 @@ public final class LeNet5: Layer {
             throw TensorError.shapeMismatch(operation: "LeNet5", expected: "(N, \(conv1.weight.value.shape[1]), 28, 28)",
                                             actual: x.shape)
         }
-        var y = try maxPool2d(relu(conv1(x)), geometry: pool.geometry, name: "LeNet5.pool1")
-        y = try maxPool2d(relu(conv2(y)), geometry: pool.geometry, name: "LeNet5.pool2")
+        // ReLU then max pooling, computed as max pooling then ReLU: the two commute, values and gradients alike
+        // (`Sequential` does the same), and ReLU then touches a quarter of the elements.
+        var y = try relu(maxPool2d(conv1(x), geometry: pool.geometry, name: "LeNet5.pool1"))
+        y = try relu(maxPool2d(conv2(y), geometry: pool.geometry, name: "LeNet5.pool2"))
         y = try relu(fc1(y.flattened()))
         y = try relu(fc2(y))
         return try fc3(y)

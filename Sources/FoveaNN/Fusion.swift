@@ -2,11 +2,11 @@ import Foundation
 import FoveaTensor
 
 // Kernel fusion (DESIGN §2): in inference, batch norm folded into convolutions and activations and residual additions
-// as oneDNN post-ops; in training, batch norm + ReLU as one primitive.
+// as oneDNN post-ops; in training, batch norm + ReLU as one primitive, and ReLU → max pooling run as max pooling → ReLU.
 // Everything else in training runs the layers one by one.
 
-/// Fusion switch (inference: folded batch norm and post-ops; training: batch norm + ReLU): on, unless the environment
-/// sets `FOVEA_NO_FUSION` (to measure what fusion gains, or to rule it out when debugging).
+/// Fusion switch (inference: folded batch norm and post-ops; training: batch norm + ReLU, ReLU after max pooling): on,
+/// unless the environment sets `FOVEA_NO_FUSION` (to measure what fusion gains, or to rule it out when debugging).
 public enum KernelFusion {
     public static let isEnabled = ProcessInfo.processInfo.environment["FOVEA_NO_FUSION"] == nil
 }
@@ -85,6 +85,12 @@ extension Sequential {
                 if KernelFusion.isEnabled, let norm = layers[index] as? BatchNorm2D, index + 1 < layers.count,
                    let next = layers[index + 1] as? ActivationLayer, next.activation == .relu {
                     y = try norm(y, fusingReLU: true)
+                    index += 2
+                } else if KernelFusion.isEnabled, let activation = layers[index] as? ActivationLayer, activation.activation == .relu,
+                          index + 1 < layers.count, let pool = layers[index + 1] as? MaxPool2D {
+                    // ReLU then max pooling, computed as max pooling then ReLU on the smaller map: the two commute, values
+                    // and gradients alike (where a window's maximum is ≤ 0 both give it no gradient).
+                    y = try relu(pool(y))
                     index += 2
                 } else {
                     y = try layers[index](y)

@@ -174,4 +174,30 @@ struct TrainingFusionTests {
         #expect(close(results[1].shift, results[0].shift))
         #expect(close(results[1].mean, results[0].mean))
     }
+
+    @Test("ReLU → max pooling in a training chain (run as max pooling → ReLU): same output and gradients as the two in order",
+          arguments: [(kernel: 2, stride: 2, padding: 0), (kernel: 3, stride: 2, padding: 1)])
+    func reluThenMaxPooling(_ pooling: (kernel: Int, stride: Int, padding: Int)) throws {
+        // Values from {−2, …, 2}: windows whose maximum is ≤ 0, and ties.
+        let shape = [3, 8, 9, 9]
+        var generator = SeededGenerator(seed: 22)
+        let input = try Tensor(shape: shape, values: (0..<shape.reduce(1, *)).map { _ in Float(generator.next() % 5) - 2 })
+            .reordered(to: .nChw8c)
+        let pool = MaxPool2D(kernelSize: pooling.kernel, stride: pooling.stride, padding: pooling.padding)
+        let chain = Sequential([ReLU(), pool])
+        var results: [(output: [Float], gradient: [Float])] = []
+        for viaChain in [true, false] {
+            var inputGradient: Tensor?
+            let tracked = input.trackingGradient { inputGradient = try $0.reordered(to: .plain) }
+            let y = viaChain ? try chain(tracked) : try maxPool2d(relu(tracked), geometry: pool.geometry)
+            var upstreamGenerator = SeededGenerator(seed: 23)
+            let upstream = try FusionTests.random(y.shape, &upstreamGenerator)
+            try y.backward(seed: upstream)
+            results.append((try y.toArray(), try #require(inputGradient).toArray()))
+        }
+        #expect(results[1].output.contains(0) && results[1].output.contains { $0 > 0 }, "some windows must have a maximum ≤ 0")
+        #expect(results[0].output == results[1].output)
+        #expect(results[0].gradient == results[1].gradient)
+        #expect(results[1].gradient.contains { $0 != 0 })
+    }
 }
