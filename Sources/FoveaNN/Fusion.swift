@@ -2,11 +2,13 @@ import Foundation
 import FoveaTensor
 
 // Kernel fusion (DESIGN §2): in inference, batch norm folded into convolutions and activations and residual additions
-// as oneDNN post-ops; in training, batch norm + ReLU as one primitive, and ReLU → max pooling run as max pooling → ReLU.
+// as oneDNN post-ops; in training, batch norm + ReLU and residual addition + ReLU as one primitive each, and
+// ReLU → max pooling run as max pooling → ReLU.
 // Everything else in training runs the layers one by one.
 
-/// Fusion switch (inference: folded batch norm and post-ops; training: batch norm + ReLU, ReLU after max pooling): on,
-/// unless the environment sets `FOVEA_NO_FUSION` (to measure what fusion gains, or to rule it out when debugging).
+/// Fusion switch (inference: folded batch norm and post-ops; training: batch norm + ReLU, addition + ReLU, ReLU after
+/// max pooling): on, unless the environment sets `FOVEA_NO_FUSION` (to measure what fusion gains, or to rule it out when
+/// debugging).
 public enum KernelFusion {
     public static let isEnabled = ProcessInfo.processInfo.environment["FOVEA_NO_FUSION"] == nil
 }
@@ -17,7 +19,7 @@ extension Conv2D {
     /// When nothing is recorded and `norm` is in evaluation mode, this is a single convolution: the batch norm is
     /// folded into the weights and bias (w·γ/√(σ²+ε), (b − μ)·γ/√(σ²+ε) + β) and the addition and activation run as
     /// post-ops. Otherwise (training) the layers run one after the other, except that a batch norm directly followed by a
-    /// ReLU (no residual) runs as one oneDNN primitive.
+    /// ReLU (no residual) runs as one oneDNN primitive, and so do a residual addition and a following ReLU.
     public func callAsFunction(_ x: Tensor, normalizedBy norm: BatchNorm2D?, adding residual: Tensor? = nil,
                                activation: Activation? = nil) throws -> Tensor {
         guard KernelFusion.isEnabled, !Autodiff.isRecording, !(norm?.isTraining ?? false) else {
@@ -27,6 +29,8 @@ extension Conv2D {
                 if residual == nil && activation == .relu && KernelFusion.isEnabled { return try norm(y, fusingReLU: true) }
                 y = try norm(y)
             }
+            // Training: the residual addition and a following ReLU in one pass.
+            if let residual, activation == .relu && KernelFusion.isEnabled { return try addingReLU(y, residual) }
             if let residual { y = try y + residual }
             return try activation.map { try activate(y, $0) } ?? y
         }

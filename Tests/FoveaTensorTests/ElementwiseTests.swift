@@ -75,6 +75,34 @@ struct ElementwiseTests {
                     forward: { t in try t[0] + t[1] }, reference: { r in Reference.add(r[0], r[1]) })
     }
 
+    @Test("addingReLU (relu(a + b) in one pass) in mixed layouts", arguments: bothLayouts, bothLayouts)
+    func addingReLUSmall(_ left: Layout, _ right: Layout) throws {
+        var generator = SeededGenerator(seed: 24)
+        let a = randomArray([2, 5, 3, 3], &generator), b = randomArray([2, 5, 3, 3], &generator)
+        try checkOp("addingReLU \(left)+\(right)", [OpInput(array: a, layout: left), OpInput(array: b, layout: right)],
+                    forward: { t in try addingReLU(t[0], t[1]) }, reference: { r in Reference.relu(Reference.add(r[0], r[1])) })
+    }
+
+    @Test("addingReLU on oneDNN's binary primitive: forward against the reference, gradients where the output is positive",
+          arguments: [Layout.nChw16c, .nhwc])
+    func addingReLULarge(_ layout: Layout) throws {
+        let shape = [2, 20, 24, 24]  // past the size where a plain loop is used; 20 channels leave padding in blocks of 16
+        var generator = SeededGenerator(seed: 25)
+        let a = randomArray(shape, &generator), b = randomArray(shape, &generator), upstream = randomArray(shape, &generator)
+        var gradients: [[Float]] = [[], []]
+        let left = try Tensor(shape: shape, values: a.floats).reordered(to: layout).trackingGradient { gradients[0] = try $0.toArray() }
+        let right = try Tensor(shape: shape, values: b.floats).trackingGradient { gradients[1] = try $0.toArray() }
+        let y = try addingReLU(left, right)
+        #expect(y.layout == layout)
+        let expected = Reference.relu(Reference.add(a, b))
+        #expect(relativeError(try y.toArray().map(Double.init), expected.values) < 1e-6)
+        try y.backward(seed: try Tensor(shape: shape, values: upstream.floats).reordered(to: layout))
+        let closedForm = zip(expected.values, upstream.values).map { $0 > 0 ? $1 : 0 }
+        for gradient in gradients {
+            #expect(relativeError(gradient.map(Double.init), closedForm) < 1e-6)
+        }
+    }
+
     @Test("multiply broadcast over channels", arguments: [Layout.plain, .nChw8c, .nChw16c, .nhwc])
     func multiply(_ layout: Layout) throws {
         var generator = SeededGenerator(seed: 24)

@@ -51,3 +51,44 @@ extension Tensor {
         }
     }
 }
+
+/// max(a + b, 0) in one pass over the elements (oneDNN's binary addition with a ReLU post-op); the result takes `a`'s
+/// layout. The gradient is computed from the result alone (ReLU's derivative is 1 where the output is positive), so the
+/// sum itself is never kept: one pass and one saved tensor fewer than `relu(a + b)`. Differentiable in both operands.
+public func addingReLU(_ a: Tensor, _ b: Tensor) throws -> Tensor {
+    guard a.shape == b.shape else { throw TensorError.incompatibleShapes(operation: "addingReLU", a.shape, b.shape) }
+    let right = try b.detached.reordered(to: a.layout)
+    let result = Tensor(shape: a.shape, layout: a.layout, storage: Storage(capacity: a.storage.capacity))
+    // Both buffers hold the same layout, so the sum is over their flat storage (padding: max(0 + 0, 0) = 0).
+    let count = a.storage.capacity
+    let done = try count >= binaryKernelThreshold
+        && binaryKernel(dnnl_binary_add, a.storage, [count], right.storage, [count], into: result.storage, activation: .relu)
+    if !done {
+        let (x, y, z) = (a.storage.pointer, right.storage.pointer, result.storage.pointer)
+        for i in 0..<count { z[i] = max(x[i] + y[i], 0) }
+    }
+    withExtendedLifetime(right) {}
+    let (shape, layout) = (a.shape, a.layout)
+    return result.recorded(from: [a, b]) { gradient in
+        let backward = try PrimitiveCache.shared.primitive(PrimitiveKey(kind: "relu_dst_b", values: shape + [layout.rawValue])) {
+            // ReLU's backward pass from its output: oneDNN's relu_use_dst_for_bwd, hinted by its forward descriptor.
+            var data = try memoryDescriptor(shape, layout)
+            var forward = dnnl_eltwise_desc_t()
+            try check(dnnl_eltwise_forward_desc_init(&forward, dnnl_forward_training, dnnl_eltwise_relu_use_dst_for_bwd,
+                                                     &data, 0, 0), "dnnl_eltwise_forward_desc_init(addingReLU)")
+            let hint = try makePrimitiveDescriptor(&forward, name: "addingReLU")
+            defer { dnnl_primitive_desc_destroy(hint) }
+            var desc = dnnl_eltwise_desc_t()
+            var diff = data
+            try check(dnnl_eltwise_backward_desc_init(&desc, dnnl_eltwise_relu_use_dst_for_bwd, &diff, &data, 0, 0),
+                      "dnnl_eltwise_backward_desc_init(addingReLU)")
+            return try makePrimitiveDescriptor(&desc, hint: hint, name: "addingReLU backward")
+        }
+        let outputGradient = try gradient.detached.reordered(to: layout)
+        let sumGradient = try Tensor.uninitialized(shape, layout: layout)
+        try backward.execute([(DNNL_ARG_DST, result.storage),
+                              (DNNL_ARG_DIFF_DST, outputGradient.storage),
+                              (DNNL_ARG_DIFF_SRC, sumGradient.storage)])
+        return [sumGradient, sumGradient]
+    }
+}
