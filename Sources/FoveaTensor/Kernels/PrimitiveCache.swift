@@ -164,6 +164,16 @@ func makePrimitiveDescriptor<Descriptor>(_ opDescriptor: inout Descriptor, hint:
     return pd!
 }
 
+/// Runs one of Fovea's own kernels (C loops on oneDNN's OpenMP team, e.g. training max pooling) the way a primitive runs:
+/// one execution at a time, and timed under `name` in the `FOVEA_PROFILE` table.
+func runOwnKernel(_ name: @autoclosure () -> String, _ body: () -> Void) {
+    kernelLock.lock()
+    defer { kernelLock.unlock() }
+    let started = KernelProfile.enabled ? DispatchTime.now().uptimeNanoseconds : 0
+    body()
+    if KernelProfile.enabled { KernelProfile.record(name(), DispatchTime.now().uptimeNanoseconds - started) }
+}
+
 /// Optional per-primitive timing, switched on by the environment variable `FOVEA_PROFILE=1`;
 /// `fovea` prints the table at exit. Used to decide what to optimise (DESIGN: profile first).
 public enum KernelProfile {

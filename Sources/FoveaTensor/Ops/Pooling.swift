@@ -160,12 +160,17 @@ private func maxPoolRecordingIndices(_ input: Tensor, _ planes: fovea_pool_geome
     let outputCount = planes.groups * planes.output_height * planes.output_width * planes.lanes
     let indices = Storage(capacity: (outputCount + 3) / 4)
     let indexBytes = UnsafeMutableRawPointer(indices.pointer).bindMemory(to: UInt8.self, capacity: outputCount)
-    withUnsafePointer(to: planes) { fovea_max_pool_forward(input.storage.pointer, $0, result.storage.pointer, indexBytes) }
+    let profileName = { (kind: String) in "\(kind) \(input.shape + [planes.kernel_height, planes.kernel_width, planes.stride_height])" }
+    runOwnKernel(profileName("max_pool_fwd_t")) {
+        withUnsafePointer(to: planes) { fovea_max_pool_forward(input.storage.pointer, $0, result.storage.pointer, indexBytes) }
+    }
     return result.recorded(from: [input]) { gradient in
         let outputGradient = try gradient.detached.reordered(to: layout)
         let inputGradient = try Tensor.uninitialized(input.shape, layout: layout)
-        withUnsafePointer(to: planes) {
-            fovea_max_pool_backward(outputGradient.storage.pointer, indexBytes, $0, inputGradient.storage.pointer)
+        runOwnKernel(profileName("max_pool_bwd")) {
+            withUnsafePointer(to: planes) {
+                fovea_max_pool_backward(outputGradient.storage.pointer, indexBytes, $0, inputGradient.storage.pointer)
+            }
         }
         withExtendedLifetime(indices) {}
         return [inputGradient]
