@@ -5,10 +5,10 @@ For each workload and each of --rounds rounds, in the same minute: `fovea bench 
 ../shared/bench/torch_anchor.py --only W (contiguous) and --only W --channels-last, each in its own process, so that
 every figure and every peak resident memory belongs to one workload. A round's ratio divides Fovea's images/s by the
 faster of PyTorch's two memory formats in that round; the table shows the round with the median ratio and the range of
-the ratios over all rounds (a shared 2-core machine moves single figures by 10-20 %). Needs a release build
+the ratios over all rounds (a shared 2-core machine moves single figures by 10-40 %). Needs a release build
 (`swift build -c release`) and a PyTorch venv:
     python3 -m venv /tmp/pt && /tmp/pt/bin/pip install torch torchvision
-Usage: scripts/bench-table.py [--python /tmp/pt/bin/python] [--seconds 8] [--rounds 3] [--workload W ...] [--output FILE]
+Usage: scripts/bench-table.py [--python /tmp/pt/bin/python] [--seconds 8] [--rounds 5] [--workload W ...] [--output FILE]
 """
 import argparse, datetime, json, os, statistics, subprocess, sys
 
@@ -51,7 +51,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--python", default="/tmp/pt/bin/python")
     parser.add_argument("--seconds", type=float, default=8)
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--workload", nargs="*", default=WORKLOADS)
     parser.add_argument("--output", default=os.path.join(ROOT, "Benchmarks", "README.md"))
     args = parser.parse_args()
