@@ -2,18 +2,24 @@ import CDNNL
 
 /// Elementwise arithmetic on tensors of equal shape. Works in any layout: blocking padding stays zero.
 extension Tensor {
-    /// `self + other` without recording (used to accumulate gradients).
-    func adding(_ other: Tensor) throws -> Tensor {
+    /// `self + other` without recording (used to accumulate gradients); with `thenReLU`, max(self + other, 0) in the
+    /// same pass.
+    func adding(_ other: Tensor, thenReLU: Bool = false) throws -> Tensor {
         guard shape == other.shape else { throw TensorError.incompatibleShapes(operation: "add", shape, other.shape) }
         let right = try other.detached.reordered(to: layout)
         let result = Tensor(shape: shape, layout: layout, storage: Storage(capacity: storage.capacity))
         let a = storage.pointer, b = right.storage.pointer, c = result.storage.pointer
-        // Both buffers hold the same layout, so the sum is over their flat storage (padding: 0 + 0).
+        // Both buffers hold the same layout, so the sum is over their flat storage (padding: 0 + 0, and max(0, 0) = 0).
         let count = storage.capacity
         let done = try count >= binaryKernelThreshold
-            && binaryKernel(dnnl_binary_add, storage, [count], right.storage, [count], into: result.storage)
+            && binaryKernel(dnnl_binary_add, storage, [count], right.storage, [count], into: result.storage,
+                            activation: thenReLU ? .relu : nil)
         if !done {
-            for i in 0..<count { c[i] = a[i] + b[i] }
+            if thenReLU {
+                for i in 0..<count { c[i] = max(a[i] + b[i], 0) }
+            } else {
+                for i in 0..<count { c[i] = a[i] + b[i] }
+            }
         }
         withExtendedLifetime(right) {}
         return result
@@ -57,17 +63,7 @@ extension Tensor {
 /// sum itself is never kept: one pass and one saved tensor fewer than `relu(a + b)`. Differentiable in both operands.
 public func addingReLU(_ a: Tensor, _ b: Tensor) throws -> Tensor {
     guard a.shape == b.shape else { throw TensorError.incompatibleShapes(operation: "addingReLU", a.shape, b.shape) }
-    let right = try b.detached.reordered(to: a.layout)
-    let result = Tensor(shape: a.shape, layout: a.layout, storage: Storage(capacity: a.storage.capacity))
-    // Both buffers hold the same layout, so the sum is over their flat storage (padding: max(0 + 0, 0) = 0).
-    let count = a.storage.capacity
-    let done = try count >= binaryKernelThreshold
-        && binaryKernel(dnnl_binary_add, a.storage, [count], right.storage, [count], into: result.storage, activation: .relu)
-    if !done {
-        let (x, y, z) = (a.storage.pointer, right.storage.pointer, result.storage.pointer)
-        for i in 0..<count { z[i] = max(x[i] + y[i], 0) }
-    }
-    withExtendedLifetime(right) {}
+    let result = try a.detached.adding(b, thenReLU: true)
     let (shape, layout) = (a.shape, a.layout)
     return result.recorded(from: [a, b]) { gradient in
         let backward = try PrimitiveCache.shared.primitive(PrimitiveKey(kind: "relu_dst_b", values: shape + [layout.rawValue])) {
