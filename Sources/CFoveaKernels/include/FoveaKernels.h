@@ -21,4 +21,17 @@ void fovea_max_pool_forward(const float *input, const fovea_pool_geometry *geome
 void fovea_max_pool_backward(const float *output_gradient, const uint8_t *indices, const fovea_pool_geometry *geometry,
                              float *input_gradient);
 
+/// Channel reductions and broadcasts over `groups` planes of `pixels` pixels with `lanes` contiguous channel values per
+/// pixel (nChw8c/nChw16c: N·⌈C/b⌉ planes of b lanes; nhwc: N planes of C lanes); value (g, p, l) is at (g·pixels + p)·lanes
+/// + l, and per-plane results are g·lanes + l. All run on oneDNN's OpenMP threads.
+
+/// `output[g, l]` = scale · Σ_p input[g, p, l] (scale 1/pixels: global average pooling).
+void fovea_channel_sums(const float *input, long groups, long pixels, long lanes, float scale, float *output);
+
+/// `output[g, l]` = Σ_p a[g, p, l] · b[g, p, l] (the gradient of a channel scaling with respect to its factors).
+void fovea_channel_dot(const float *a, const float *b, long groups, long pixels, long lanes, float *output);
+
+/// `output[g, p, l]` = input[g, p, l] · factors[g, l]; with a null `input`, factors[g, l] itself (a broadcast).
+void fovea_scale_channels(const float *input, const float *factors, long groups, long pixels, long lanes, float *output);
+
 #endif

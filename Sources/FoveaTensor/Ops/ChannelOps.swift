@@ -1,4 +1,6 @@
 import CDNNL
+import CFoveaKernels
+import Foundation
 
 /// Operations that broadcast or reduce per (image, channel): squeeze-excitation scaling, adaptive pooling, dropout.
 
@@ -10,6 +12,9 @@ public func multiplyChannels(_ x: Tensor, by scale: Tensor, name: String = "mult
     }
     let source = x.detached
     let factors = try scale.detached.reordered(to: .plain)
+    if let planes = ChannelPlanes(x.shape, x.layout) {
+        return try multiplyChannels(x, source, scale, factors, planes)
+    }
     let result = try Tensor.uninitialized(x.shape, layout: x.layout)
     let (a, f, y) = (source.storage.pointer, factors.storage.pointer, result.storage.pointer)
     let block = x.layout.channelBlock
@@ -64,6 +69,80 @@ public func multiplyChannels(_ x: Tensor, by scale: Tensor, name: String = "mult
             if nc >= 0 { dsp[nc] += total }
         }
         withExtendedLifetime(g) {}
+        return [dx, ds]
+    }
+}
+
+/// An (N,C,H,W) tensor whose channels are the innermost lanes of each pixel, in multiples of 8 (nChw8c and nChw16c;
+/// nhwc with 8k channels), seen as `groups` planes of `pixels` pixels × `lanes` values: the shape Fovea's own channel
+/// kernels (`CFoveaKernels/ChannelOps.c`) take. Nil for other layouts, and always with `FOVEA_ONEDNN_CHANNEL_OPS=1`
+/// (oneDNN's pooling and binary primitives, for measurements).
+struct ChannelPlanes {
+    let groups: Int, pixels: Int, lanes: Int
+    let images: Int, channels: Int
+
+    init?(_ shape: [Int], _ layout: Layout) {
+        guard shape.count == 4, !oneDNNChannelOps else { return nil }
+        (images, channels, pixels) = (shape[0], shape[1], shape[2] * shape[3])
+        switch layout {
+        case .nChw8c, .nChw16c:
+            lanes = layout.channelBlock
+            groups = images * ((channels + lanes - 1) / lanes)
+        case .nhwc where channels % 8 == 0:
+            (groups, lanes) = (images, channels)
+        default:
+            return nil
+        }
+    }
+
+    /// Per-(image, channel) values (N·C, plain) spread over the planes' lanes, zero in the block padding.
+    func lanes(of values: UnsafePointer<Float>, times factor: Float = 1) -> Storage {
+        let spread = Storage(capacity: groups * lanes)
+        let perImage = groups / images * lanes
+        for image in 0..<images {
+            for slot in 0..<perImage {
+                spread.pointer[image * perImage + slot] = slot < channels ? values[image * channels + slot] * factor : 0
+            }
+        }
+        return spread
+    }
+
+    /// The inverse of `lanes(of:)`: per-plane lane values back to N·C plain values.
+    func values(of spread: UnsafePointer<Float>, into values: UnsafeMutablePointer<Float>) {
+        let perImage = groups / images * lanes
+        for image in 0..<images {
+            for channel in 0..<channels { values[image * channels + channel] = spread[image * perImage + channel] }
+        }
+    }
+}
+
+/// `FOVEA_ONEDNN_CHANNEL_OPS=1` keeps squeeze-excitation's channel pooling and scaling on oneDNN's primitives.
+let oneDNNChannelOps = ProcessInfo.processInfo.environment["FOVEA_ONEDNN_CHANNEL_OPS"] != nil
+
+/// `multiplyChannels` on Fovea's channel kernels: the product, its gradient with respect to x (the gradient scaled by
+/// the same factors) and with respect to the factors (per-channel sums of gradient · x), all in x's layout.
+private func multiplyChannels(_ x: Tensor, _ source: Tensor, _ scale: Tensor, _ factors: Tensor,
+                              _ planes: ChannelPlanes) throws -> Tensor {
+    let layout = x.layout
+    let spread = planes.lanes(of: factors.storage.pointer)
+    let result = try Tensor.uninitialized(x.shape, layout: layout)
+    let profileName = { (kind: String) in "\(kind) \(x.shape + [layout.rawValue])" }
+    runOwnKernel(profileName("scale_channels")) {
+        fovea_scale_channels(source.storage.pointer, spread.pointer, planes.groups, planes.pixels, planes.lanes,
+                             result.storage.pointer)
+    }
+    return result.recorded(from: [x, scale]) { gradient in
+        let g = try gradient.detached.reordered(to: layout)
+        let dx = try Tensor.uninitialized(x.shape, layout: layout), ds = try Tensor.uninitialized(scale.shape)
+        let sums = Storage(capacity: planes.groups * planes.lanes)
+        runOwnKernel(profileName("scale_channels_bwd")) {
+            fovea_scale_channels(g.storage.pointer, spread.pointer, planes.groups, planes.pixels, planes.lanes,
+                                 dx.storage.pointer)
+            fovea_channel_dot(g.storage.pointer, source.storage.pointer, planes.groups, planes.pixels, planes.lanes,
+                              sums.pointer)
+        }
+        planes.values(of: sums.pointer, into: ds.storage.pointer)
+        withExtendedLifetime((g, source)) {}
         return [dx, ds]
     }
 }
@@ -132,6 +211,9 @@ public func adaptiveAvgPool2d(_ x: Tensor, outputSize: [Int], name: String = "ad
         throw TensorError.shapeMismatch(operation: name, expected: "(N, C, H, W) and a positive output size", actual: x.shape)
     }
     let (h, w) = (x.shape[2], x.shape[3])
+    if outputSize == [1, 1], let planes = ChannelPlanes(x.shape, x.layout) {
+        return try globalAveragePool(x, planes)
+    }
     if h % outputSize[0] == 0 && w % outputSize[1] == 0 {
         let kernel = [h / outputSize[0], w / outputSize[1]]
         return try avgPool2d(x, geometry: PoolingGeometry(kernel: kernel), name: name)
@@ -168,6 +250,30 @@ public func adaptiveAvgPool2d(_ x: Tensor, outputSize: [Int], name: String = "ad
         }
         withExtendedLifetime(g) {}
         return [try dx.reordered(to: layout)]
+    }
+}
+
+/// Global average pooling on Fovea's channel kernels: (N,C,1,1) in x's layout, whose storage is exactly the planes'
+/// lane sums; the gradient spreads each output gradient / (H·W) over its plane.
+private func globalAveragePool(_ x: Tensor, _ planes: ChannelPlanes) throws -> Tensor {
+    let layout = x.layout, source = x.detached
+    let result = try Tensor.uninitialized([planes.images, planes.channels, 1, 1], layout: layout)
+    precondition(result.storage.capacity == planes.groups * planes.lanes, "channel planes do not match the layout")
+    let profileName = { (kind: String) in "\(kind) \(x.shape + [layout.rawValue])" }
+    runOwnKernel(profileName("channel_mean")) {
+        fovea_channel_sums(source.storage.pointer, planes.groups, planes.pixels, planes.lanes, 1 / Float(planes.pixels),
+                           result.storage.pointer)
+    }
+    withExtendedLifetime(source) {}
+    return result.recorded(from: [x]) { gradient in
+        let g = try gradient.detached.reordered(to: .plain)
+        let spread = planes.lanes(of: g.storage.pointer, times: 1 / Float(planes.pixels))
+        let dx = try Tensor.uninitialized(x.shape, layout: layout)
+        runOwnKernel(profileName("channel_mean_bwd")) {
+            fovea_scale_channels(nil, spread.pointer, planes.groups, planes.pixels, planes.lanes, dx.storage.pointer)
+        }
+        withExtendedLifetime(g) {}
+        return [dx]
     }
 }
 
