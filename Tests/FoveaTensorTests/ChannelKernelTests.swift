@@ -1,3 +1,4 @@
+import Foundation
 import Testing
 @testable import FoveaTensor
 
@@ -66,5 +67,34 @@ struct ChannelKernelTests {
         #expect(paddingLanes(scaled, pixels: plane).allSatisfy { $0 == 0 })
         #expect(paddingLanes(pooled, pixels: 1).allSatisfy { $0 == 0 })
         #expect(paddingLanes(gradient, pixels: plane).allSatisfy { $0 == 0 })
+    }
+}
+
+/// Inference convolutions followed by SiLU apply it with Fovea's kernel (`CFoveaKernels/Activation.c`, in place after
+/// the convolution) instead of oneDNN's post-op. An identity 1×1 convolution passes values from −100 to 100 through it;
+/// every element is checked against the exact SiLU in Double, on a small tensor (one thread) and on one large enough to
+/// be shared out, with a tail that is not a multiple of the 16-float vector.
+@Suite("SiLU kernel")
+struct SiLUKernelTests {
+    @Test("SiLU after an inference convolution, element by element", arguments: [[1, 3, 5, 7], [2, 3, 41, 53]])
+    func silu(_ shape: [Int]) throws {
+        let count = shape.reduce(1, *)
+        let values = (0..<count).map { Float(-100 + 200 * Double($0) / Double(count - 1)) }
+        var identity = [Float](repeating: 0, count: 9)
+        for channel in 0..<3 { identity[channel * 3 + channel] = 1 }
+        let x = try Tensor(shape: shape, values: values)
+        let y = try Autodiff.withoutRecording {
+            try conv2d(x, weight: Tensor(shape: [3, 3, 1, 1], values: identity), activation: .silu).reordered(to: .plain)
+        }
+        let actual = try y.toArray()
+        var worstRelative = 0.0, worstAbsolute = 0.0
+        for (input, output) in zip(values, actual) {
+            let exact = Double(input) / (1 + Foundation.exp(-Double(input)))
+            let difference = abs(Double(output) - exact)
+            if abs(exact) > 1e-20 { worstRelative = max(worstRelative, difference / abs(exact)) }
+            worstAbsolute = max(worstAbsolute, difference)
+        }
+        #expect(worstRelative < 1e-5, "largest relative error \(worstRelative)")
+        #expect(worstAbsolute < 1e-5, "largest absolute error \(worstAbsolute)")
     }
 }

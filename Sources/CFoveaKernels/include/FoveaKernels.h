@@ -34,4 +34,8 @@ void fovea_channel_dot(const float *a, const float *b, long groups, long pixels,
 /// `output[g, p, l]` = input[g, p, l] · factors[g, l]; with a null `input`, factors[g, l] itself (a broadcast).
 void fovea_scale_channels(const float *input, const float *factors, long groups, long pixels, long lanes, float *output);
 
+/// SiLU, x·σ(x), of `count` floats in place (relative error below 4·10⁻⁶ against the exact value where that is above
+/// 10⁻²⁸ in magnitude). Runs on oneDNN's OpenMP threads.
+void fovea_silu_inplace(float *values, long count);
+
 #endif

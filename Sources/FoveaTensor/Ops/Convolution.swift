@@ -1,5 +1,6 @@
 import Foundation
 import CDNNL
+import CFoveaKernels
 
 /// Geometry of a 2-D convolution: stride, zero padding, dilation (each [height, width]) and groups.
 public struct ConvolutionGeometry: Hashable, Sendable {
@@ -47,6 +48,14 @@ public func conv2d(_ input: Tensor, weight: Tensor, bias: Tensor? = nil,
             if let residual { y = try y + residual }
             return try activation.map { try activate(y, $0) } ?? y
         }
+    }
+    if activation == .silu && !ownSiLUOff && !(Autodiff.recording && (input.node != nil || weight.node != nil
+        || bias?.node != nil || residual?.node != nil)) {
+        // Inference: SiLU applied by Fovea's kernel right after the convolution, not as oneDNN's post-op.
+        let y = try conv2d(input, weight: weight, bias: bias, geometry: geometry, residual: residual, activation: nil,
+                           prepared: prepared, name: name)
+        runOwnKernel("silu_i \(y.shape + [y.layout.rawValue])") { fovea_silu_inplace(y.storage.pointer, y.storage.capacity) }
+        return y
     }
     let g = geometry
     guard g.stride.count == 2, g.padding.count == 2, g.dilation.count == 2, g.stride.allSatisfy({ $0 > 0 }),
@@ -219,6 +228,9 @@ public func conv2d(_ input: Tensor, weight: Tensor, bias: Tensor? = nil,
         return [inputGradient, dw, db]
     }
 }
+
+/// `FOVEA_ONEDNN_SILU=1` keeps SiLU after inference convolutions as oneDNN's post-op (for measurements).
+let ownSiLUOff = ProcessInfo.processInfo.environment["FOVEA_ONEDNN_SILU"] != nil
 
 /// The convolution algorithm oneDNN is asked for. Training convolutions with at least 64 input and output channels
 /// (ungrouped) let oneDNN pick (`auto`: Winograd for 3×3 where its heuristics expect a gain — ResNet-18 trains ~25 %
