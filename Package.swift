@@ -33,7 +33,7 @@ let package = Package(
             "FoveaTrain",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
-        .testTarget(name: "FoveaTensorTests", dependencies: ["FoveaTensor"]),
+        .testTarget(name: "FoveaTensorTests", dependencies: ["FoveaTensor", "CFoveaKernels"]),
         .testTarget(name: "FoveaNNTests", dependencies: ["FoveaNN", "FoveaOptim"]),
         .testTarget(name: "FoveaDataTests", dependencies: ["FoveaData"], exclude: ["Fixtures"]),
         .testTarget(name: "FoveaModelsTests", dependencies: ["FoveaModels", "FoveaOptim", "FoveaTrain"]),

@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import CFoveaKernels
 @testable import FoveaTensor
 
 /// Fovea's own channel kernels (`CFoveaKernels/ChannelOps.c`: squeeze-excitation's global average pooling and channel
@@ -96,5 +97,18 @@ struct SiLUKernelTests {
         }
         #expect(worstRelative < 1e-5, "largest relative error \(worstRelative)")
         #expect(worstAbsolute < 1e-5, "largest absolute error \(worstAbsolute)")
+    }
+
+    /// The portable loop (what runs without AVX-512) on the same values, tail included.
+    @Test("the portable SiLU loop", arguments: [1001, 16, 5])
+    func portable(_ count: Int) {
+        var values = (0..<count).map { Float(-100 + 200 * Double($0) / Double(max(count - 1, 1))) }
+        let inputs = values
+        values.withUnsafeMutableBufferPointer { fovea_silu_portable($0.baseAddress, count) }
+        for (input, output) in zip(inputs, values) {
+            let exact = Double(input) / (1 + Foundation.exp(-Double(input)))
+            let difference = abs(Double(output) - exact)
+            #expect(difference <= 1e-5 * max(abs(exact), 1e-20) || difference < 1e-25, "SiLU(\(input)) = \(output), exact \(exact)")
+        }
     }
 }

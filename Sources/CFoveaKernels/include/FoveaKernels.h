@@ -38,4 +38,8 @@ void fovea_scale_channels(const float *input, const float *factors, long groups,
 /// 10⁻²⁸ in magnitude). Runs on oneDNN's OpenMP threads.
 void fovea_silu_inplace(float *values, long count);
 
+/// The same on the calling thread with the portable loop (AVX2 or baseline vectors), which `fovea_silu_inplace` uses
+/// only where AVX-512 is missing: for tests on machines that have it.
+void fovea_silu_portable(float *values, long count);
+
 #endif
