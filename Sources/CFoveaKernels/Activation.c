@@ -60,10 +60,14 @@ void fovea_silu_range(float *values, long first, long end) {
     }
 }
 
-static void silu_range(float *values, long first, long end) {
+int fovea_cpu_has_avx512(void) {
     static int avx512 = -1;
     if (avx512 < 0) avx512 = __builtin_cpu_supports("avx512f") ? 1 : 0;
-    if (avx512) silu_range_avx512(values, first, end);
+    return avx512;
+}
+
+static void silu_range(float *values, long first, long end) {
+    if (fovea_cpu_has_avx512()) silu_range_avx512(values, first, end);
     else fovea_silu_range(values, first, end);
 }
 

@@ -1,5 +1,6 @@
 import FoveaTensor
 import Testing
+import CFoveaKernels
 
 /// One convolution configuration under test.
 struct ConvolutionOpCase: CustomStringConvertible, Sendable {
@@ -85,6 +86,24 @@ struct ConvolutionTests {
                                         stride: [1, 1], padding: [1, 1], dilation: [1, 1], groups: c.2)
         #expect(relativeError(trained.map(Double.init), expected.values) < 1e-4)
         #expect(relativeError(inferred.map(Double.init), expected.values) < 1e-4)
+    }
+
+    /// Inference keeps an nChw16c input's layout (oneDNN left free picks channels-last for ResNet's shapes on AVX-512
+    /// CPUs, and a ResNet then reorders around every stride-2 and 1×1 downsampling convolution), with the right values.
+    /// Only where oneDNN has AVX-512 kernels (nChw16c's); elsewhere nothing is in nChw16c to begin with.
+    @Test("inference keeps an nChw16c input's layout", .enabled(if: fovea_cpu_has_avx512() != 0), arguments: [Layout.nChw16c],
+          [([2, 64, 28, 28], [128, 64, 3, 3], 2, 1), ([2, 64, 28, 28], [128, 64, 1, 1], 2, 0), ([2, 64, 14, 14], [64, 64, 3, 3], 1, 1)])
+    func keepsBlockedLayout(_ layout: Layout, _ c: ([Int], [Int], Int, Int)) throws {
+        var generator = SeededGenerator(seed: 78)
+        let x = try Tensor(shape: c.0, values: randomArray(c.0, &generator).floats)
+        let w = try Tensor(shape: c.1, values: randomArray(c.1, &generator, scale: 0.2).floats)
+        let geometry = ConvolutionGeometry(stride: [c.2, c.2], padding: [c.3, c.3])
+        let y = try Autodiff.withoutRecording { try conv2d(x.reordered(to: layout), weight: w, geometry: geometry) }
+        #expect(y.layout == layout)
+        let expected = Reference.conv2d(ReferenceArray(shape: c.0, floats: try x.toArray()),
+                                        weight: ReferenceArray(shape: c.1, floats: try w.toArray()), bias: nil,
+                                        stride: [c.2, c.2], padding: [c.3, c.3], dilation: [1, 1], groups: 1)
+        #expect(relativeError(try y.toArray().map(Double.init), expected.values) < 1e-4)
     }
 
     @Test("wrong channel count names the layer and both shapes")

@@ -34,6 +34,9 @@ void fovea_channel_dot(const float *a, const float *b, long groups, long pixels,
 /// `output[g, p, l]` = input[g, p, l] · factors[g, l]; with a null `input`, factors[g, l] itself (a broadcast).
 void fovea_scale_channels(const float *input, const float *factors, long groups, long pixels, long lanes, float *output);
 
+/// 1 when the CPU has AVX-512 (AVX-512F), else 0.
+int fovea_cpu_has_avx512(void);
+
 /// SiLU, x·σ(x), of `count` floats in place (relative error below 4·10⁻⁶ against the exact value where that is above
 /// 10⁻²⁸ in magnitude). Runs on oneDNN's OpenMP threads.
 void fovea_silu_inplace(float *values, long count);

@@ -96,7 +96,8 @@ public func conv2d(_ input: Tensor, weight: Tensor, bias: Tensor? = nil,
 
     let forward = try PrimitiveCache.shared.primitive(PrimitiveKey(kind: training ? "conv_fwd_t" : "conv_fwd_i",
                                                                    values: keyValues)) {
-        // Let oneDNN choose the activation layouts; if it picks one Fovea does not carry between layers
+        // In inference an nChw16c input's own layout first (`keepsBlockedLayout`). Then let oneDNN choose the activation
+        // layouts; if it picks one Fovea does not carry between layers
         // (e.g. 4-channel blocks for some grouped convolutions), ask for the layouts Fovea knows in turn. A reference
         // (unoptimised) implementation is kept only if no layout has a better one: grouped convolutions with 4 channels
         // per group (ResNeXt) get oneDNN's reference kernel in nChw8c but a fast one in nhwc.
@@ -105,7 +106,9 @@ public func conv2d(_ input: Tensor, weight: Tensor, bias: Tensor? = nil,
         // Winograd first when allowed; it has no kernel for every shape and post-op, so direct follows.
         let attempts = (winograd ? [dnnl_convolution_winograd] : []).flatMap { kind in
             [Layout?.none, .nChw16c].map { (kind, $0) }
-        } + [Layout?.none, .nChw8c, .nChw16c, .nhwc, .plain].map { (algorithm, $0) }
+        } + (keepsBlockedLayout && !training && input.layout == .nChw16c ? [Layout?.some(.nChw16c)] : [])
+            .map { (algorithm, $0) }
+            + [Layout?.none, .nChw8c, .nChw16c, .nhwc, .plain].map { (algorithm, $0) }
         for (algorithm, activationLayout) in attempts {
             var desc = dnnl_convolution_desc_t()
             var src = try activationLayout.map { try memoryDescriptor(input.shape, $0) } ?? anyDescriptor(input.shape)
@@ -231,6 +234,13 @@ public func conv2d(_ input: Tensor, weight: Tensor, bias: Tensor? = nil,
 
 /// `FOVEA_ONEDNN_SILU=1` keeps SiLU after inference convolutions as oneDNN's post-op (for measurements).
 let ownSiLUOff = ProcessInfo.processInfo.environment["FOVEA_ONEDNN_SILU"] != nil
+
+/// Inference convolutions whose input is in nChw16c (AVX-512's blocks) ask for that layout first, before oneDNN's free
+/// choice: left free, oneDNN 2.6 picks channels-last for its brgconv kernels on AVX-512, and every such convolution
+/// between blocked ones (ResNet's stride-2 and 1×1 downsampling convolutions between Winograd ones) costs two reorders
+/// of its input and output (ResNet-18 inference +5 %, median of six paired runs). Not nChw8c: on an AVX-512 CPU that
+/// would hold a network to AVX2 kernels. `FOVEA_ANY_LAYOUT=1` leaves the choice to oneDNN.
+let keepsBlockedLayout = ProcessInfo.processInfo.environment["FOVEA_ANY_LAYOUT"] == nil
 
 /// The convolution algorithm oneDNN is asked for. Training convolutions with at least 64 input and output channels
 /// (ungrouped) let oneDNN pick (`auto`: Winograd for 3×3 where its heuristics expect a gain — ResNet-18 trains ~25 %
