@@ -96,7 +96,7 @@ struct ChannelPlanes {
     }
 
     /// Per-(image, channel) values (N·C, plain) spread over the planes' lanes, zero in the block padding.
-    func lanes(of values: UnsafePointer<Float>, times factor: Float = 1) -> Storage {
+    func spread(_ values: UnsafePointer<Float>, times factor: Float = 1) -> Storage {
         let spread = Storage(capacity: groups * lanes)
         let perImage = groups / images * lanes
         for image in 0..<images {
@@ -107,8 +107,8 @@ struct ChannelPlanes {
         return spread
     }
 
-    /// The inverse of `lanes(of:)`: per-plane lane values back to N·C plain values.
-    func values(of spread: UnsafePointer<Float>, into values: UnsafeMutablePointer<Float>) {
+    /// The inverse of `spread`: per-plane lane values back to N·C plain values.
+    func gather(_ spread: UnsafePointer<Float>, into values: UnsafeMutablePointer<Float>) {
         let perImage = groups / images * lanes
         for image in 0..<images {
             for channel in 0..<channels { values[image * channels + channel] = spread[image * perImage + channel] }
@@ -124,7 +124,7 @@ let oneDNNChannelOps = ProcessInfo.processInfo.environment["FOVEA_ONEDNN_CHANNEL
 private func multiplyChannels(_ x: Tensor, _ source: Tensor, _ scale: Tensor, _ factors: Tensor,
                               _ planes: ChannelPlanes) throws -> Tensor {
     let layout = x.layout
-    let spread = planes.lanes(of: factors.storage.pointer)
+    let spread = planes.spread(factors.storage.pointer)
     let result = try Tensor.uninitialized(x.shape, layout: layout)
     let profileName = { (kind: String) in "\(kind) \(x.shape + [layout.rawValue])" }
     runOwnKernel(profileName("scale_channels")) {
@@ -141,7 +141,7 @@ private func multiplyChannels(_ x: Tensor, _ source: Tensor, _ scale: Tensor, _ 
             fovea_channel_dot(g.storage.pointer, source.storage.pointer, planes.groups, planes.pixels, planes.lanes,
                               sums.pointer)
         }
-        planes.values(of: sums.pointer, into: ds.storage.pointer)
+        planes.gather(sums.pointer, into: ds.storage.pointer)
         withExtendedLifetime((g, source)) {}
         return [dx, ds]
     }
@@ -267,7 +267,7 @@ private func globalAveragePool(_ x: Tensor, _ planes: ChannelPlanes) throws -> T
     withExtendedLifetime(source) {}
     return result.recorded(from: [x]) { gradient in
         let g = try gradient.detached.reordered(to: .plain)
-        let spread = planes.lanes(of: g.storage.pointer, times: 1 / Float(planes.pixels))
+        let spread = planes.spread(g.storage.pointer, times: 1 / Float(planes.pixels))
         let dx = try Tensor.uninitialized(x.shape, layout: layout)
         runOwnKernel(profileName("channel_mean_bwd")) {
             fovea_scale_channels(nil, spread.pointer, planes.groups, planes.pixels, planes.lanes, dx.storage.pointer)

@@ -32,7 +32,9 @@ public struct ConvolutionGeometry: Hashable, Sendable {
 ///
 /// With `residual` (N,K,P,Q) and/or `activation`, the result is `activation(conv + bias + residual)`. Outside
 /// training (nothing recorded) this is one oneDNN convolution with the addition and the activation fused as
-/// post-ops; when the tape records, the same value is computed by separate differentiable operations.
+/// post-ops — except SiLU, which Fovea's own kernel applies in place right after the convolution (oneDNN 2.6's SiLU
+/// post-op costs more than the convolution on EfficientNet's shapes); when the tape records, the same value is computed
+/// by separate differentiable operations.
 ///
 /// With `prepared` (inference only: ignored when the tape records), the weights reordered into the kernel's format are
 /// kept there and reused by later calls, and 3×3 stride-1 convolutions with at least 64 input and output channels use
@@ -49,9 +51,8 @@ public func conv2d(_ input: Tensor, weight: Tensor, bias: Tensor? = nil,
             return try activation.map { try activate(y, $0) } ?? y
         }
     }
-    if activation == .silu && !ownSiLUOff && !(Autodiff.recording && (input.node != nil || weight.node != nil
-        || bias?.node != nil || residual?.node != nil)) {
-        // Inference: SiLU applied by Fovea's kernel right after the convolution, not as oneDNN's post-op.
+    if activation == .silu && !ownSiLUOff {
+        // Not recorded (that returned above): SiLU by Fovea's kernel right after the convolution, not as a post-op.
         let y = try conv2d(input, weight: weight, bias: bias, geometry: geometry, residual: residual, activation: nil,
                            prepared: prepared, name: name)
         runOwnKernel("silu_i \(y.shape + [y.layout.rawValue])") { fovea_silu_inplace(y.storage.pointer, y.storage.capacity) }
