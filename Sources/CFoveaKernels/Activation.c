@@ -60,11 +60,8 @@ void fovea_silu_range(float *values, long first, long end) {
     }
 }
 
-int fovea_cpu_has_avx512(void) {
-    static int avx512 = -1;
-    if (avx512 < 0) avx512 = __builtin_cpu_supports("avx512f") ? 1 : 0;
-    return avx512;
-}
+// __builtin_cpu_supports reads what the runtime's constructor found at load time: cheap, and safe from any thread.
+int fovea_cpu_has_avx512(void) { return __builtin_cpu_supports("avx512f") ? 1 : 0; }
 
 static void silu_range(float *values, long first, long end) {
     if (fovea_cpu_has_avx512()) silu_range_avx512(values, first, end);

@@ -4,6 +4,7 @@
 // activations (EfficientNet-B0 runs its first blocks image by image so that they stay in cache; see
 // Benchmarks/NOTES.md). The loops run on oneDNN's OpenMP team through libgomp's GOMP_parallel, like MaxPool.c.
 #include "FoveaKernels.h"
+#include "VectorMath.h"
 #include <stdlib.h>
 #include <string.h>
 
@@ -16,13 +17,9 @@ int omp_get_max_threads(void);
 
 typedef float floats8 __attribute__((vector_size(32)));
 typedef float unaligned_floats8 __attribute__((vector_size(32), aligned(4)));
-typedef float floats16 __attribute__((vector_size(64)));
-typedef float unaligned_floats16 __attribute__((vector_size(64), aligned(4)));
 
 #define LOAD8(p) ((floats8) * (const unaligned_floats8 *)(p))
 #define STORE8(p, v) (*(unaligned_floats8 *)(p) = (v))
-#define LOAD16(p) ((floats16) * (const unaligned_floats16 *)(p))
-#define STORE16(p, v) (*(unaligned_floats16 *)(p) = (v))
 
 typedef struct {
     const float *a, *b;      // sums: Σ a (b null) or Σ a·b; scaling: a (null: ones) and the factors b

@@ -1,4 +1,4 @@
-// Vector math shared by Fovea's C kernels (clang vector extensions). Macros rather than functions: a function taking
+// Vector types and math shared by Fovea's C kernels (clang vector extensions). Macros rather than functions: a function taking
 // vectors would be tied to one instruction set, and the loops that use them are built for several (target_clones).
 #ifndef FOVEA_VECTOR_MATH_H
 #define FOVEA_VECTOR_MATH_H
