@@ -4,12 +4,9 @@
 // without the post-op and Fovea applies it here, in place, while the output is still in cache. The elements are shared
 // out over oneDNN's OpenMP team through libgomp's GOMP_parallel, like MaxPool.c.
 #include "FoveaKernels.h"
+#include "Team.h"
 #include "VectorMath.h"
 #include <immintrin.h>
-
-void GOMP_parallel(void (*function)(void *), void *data, unsigned threads, unsigned flags);
-int omp_get_thread_num(void);
-int omp_get_num_threads(void);
 
 #define CLONES __attribute__((target_clones("avx2", "default")))
 
@@ -70,11 +67,11 @@ static void silu_range(float *values, long first, long end) {
 
 static void share(void *data) {
     const job *work = data;
-    const long threads = omp_get_num_threads(), thread = omp_get_thread_num();
     // Shares in whole vectors (multiples of 16 elements) so that only the last share has a tail.
-    const long vectors = (work->count + 15) / 16;
-    long first = vectors * thread / threads * 16, end = vectors * (thread + 1) / threads * 16;
-    end = end < work->count ? end : work->count;
+    long first, end;
+    thread_share((work->count + 15) / 16, &first, &end);
+    first *= 16;
+    end = end * 16 < work->count ? end * 16 : work->count;
     if (first < end) silu_range(work->values, first, end);
 }
 

@@ -4,22 +4,12 @@
 // activations (EfficientNet-B0 runs its first blocks image by image so that they stay in cache; see
 // Benchmarks/NOTES.md). The loops run on oneDNN's OpenMP team through libgomp's GOMP_parallel, like MaxPool.c.
 #include "FoveaKernels.h"
+#include "Team.h"
 #include "VectorMath.h"
 #include <stdlib.h>
 #include <string.h>
 
-void GOMP_parallel(void (*function)(void *), void *data, unsigned threads, unsigned flags);
-int omp_get_thread_num(void);
-int omp_get_num_threads(void);
-int omp_get_max_threads(void);
-
 #define CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
-
-typedef float floats8 __attribute__((vector_size(32)));
-typedef float unaligned_floats8 __attribute__((vector_size(32), aligned(4)));
-
-#define LOAD8(p) ((floats8) * (const unaligned_floats8 *)(p))
-#define STORE8(p, v) (*(unaligned_floats8 *)(p) = (v))
 
 typedef struct {
     const float *a, *b;      // sums: Σ a (b null) or Σ a·b; scaling: a (null: ones) and the factors b
@@ -29,13 +19,6 @@ typedef struct {
     int split_pixels;        // sums: every thread takes a share of each plane's pixels (few planes), not of the planes
     long threads;            // sums with split_pixels: how many threads wrote partial sums
 } job;
-
-// [first, end) of `count` items for this thread.
-static void share(long count, long *first, long *end) {
-    const long threads = omp_get_num_threads(), thread = omp_get_thread_num();
-    *first = count * thread / threads;
-    *end = count * (thread + 1) / threads;
-}
 
 // One plane's sum over pixels [first, end) of TERM(offset), for 16 or 8 lanes: four pixels at a time into independent
 // accumulators (the adds' latency, not the loads, would limit a single chain).
@@ -89,11 +72,11 @@ static void sums_share(void *data) {
     job *work = data;
     long first, end;
     if (!work->split_pixels) {
-        share(work->groups, &first, &end);
+        thread_share(work->groups, &first, &end);
         fovea_channel_sums_planes(work, work->result, first, end, 0, work->pixels, work->scale);
         return;
     }
-    share(work->pixels, &first, &end);
+    thread_share(work->pixels, &first, &end);
     const long thread = omp_get_thread_num();
     if (thread == 0) work->threads = omp_get_num_threads();
     fovea_channel_sums_planes(work, work->result + thread * work->groups * work->lanes, 0, work->groups, first, end, 1);
@@ -158,7 +141,7 @@ void fovea_scale_channels_rows(const job *work, long first, long end) {
 static void scale_share(void *data) {
     const job *work = data;
     long first, end;
-    share(work->groups * work->pixels, &first, &end);
+    thread_share(work->groups * work->pixels, &first, &end);
     fovea_scale_channels_rows(work, first, end);
 }
 

@@ -5,23 +5,16 @@
 // oneDNN's for the cores. The pixel loops work on eight lanes at a time with vector extensions; target_clones builds
 // them for AVX-512, AVX2 and the baseline and picks one when the library loads.
 #include "FoveaKernels.h"
+#include "Team.h"
+#include "VectorMath.h"
 #include <math.h>
 #include <string.h>
 
-void GOMP_parallel(void (*function)(void *), void *data, unsigned threads, unsigned flags);
-int omp_get_thread_num(void);
-int omp_get_num_threads(void);
-
 #define CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
 
-typedef float floats8 __attribute__((vector_size(32)));
-typedef float unaligned_floats8 __attribute__((vector_size(32), aligned(4)));
-typedef int ints8 __attribute__((vector_size(32)));
 typedef uint8_t bytes8 __attribute__((vector_size(8)));
 
-// Macros rather than functions: a function taking vectors would be tied to one instruction set, and the loops have clones.
-#define LOAD8(p) ((floats8) * (const unaligned_floats8 *)(p))
-#define STORE8(p, v) (*(unaligned_floats8 *)(p) = (v))
+// A macro rather than a function, like those of VectorMath.h: the loops that use it have clones.
 #define SELECT8(mask, a, b) ((floats8)(((mask) & (ints8)(a)) | (~(mask) & (ints8)(b))))
 
 // The window of output index i along one axis, clipped to the input: [start, end) and the window position of start.
@@ -38,14 +31,6 @@ typedef struct {
     uint8_t *indices;        // written forward, read backward
     float *result;           // forward: the output; backward: the input gradient
 } job;
-
-// This thread's share of the planes.
-static void share(const fovea_pool_geometry *g, long *first, long *end) {
-    const long threads = omp_get_num_threads(), thread = omp_get_thread_num();
-    const long each = (g->groups + threads - 1) / threads;
-    *first = thread * each < g->groups ? thread * each : g->groups;
-    *end = *first + each < g->groups ? *first + each : g->groups;
-}
 
 CLONES
 void fovea_max_pool_forward_planes(const job *work, long first_group, long end_group) {
@@ -140,14 +125,14 @@ void fovea_max_pool_backward_planes(const job *work, long first_group, long end_
 static void forward_share(void *data) {
     const job *work = data;
     long first, end;
-    share(work->geometry, &first, &end);
+    thread_share(work->geometry->groups, &first, &end);
     fovea_max_pool_forward_planes(work, first, end);
 }
 
 static void backward_share(void *data) {
     const job *work = data;
     long first, end;
-    share(work->geometry, &first, &end);
+    thread_share(work->geometry->groups, &first, &end);
     fovea_max_pool_backward_planes(work, first, end);
 }
 

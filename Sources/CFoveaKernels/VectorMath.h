@@ -3,10 +3,15 @@
 #ifndef FOVEA_VECTOR_MATH_H
 #define FOVEA_VECTOR_MATH_H
 
+typedef float floats8 __attribute__((vector_size(32)));
+typedef float unaligned_floats8 __attribute__((vector_size(32), aligned(4)));
+typedef int ints8 __attribute__((vector_size(32)));
 typedef float floats16 __attribute__((vector_size(64)));
 typedef float unaligned_floats16 __attribute__((vector_size(64), aligned(4)));
 typedef int ints16 __attribute__((vector_size(64)));
 
+#define LOAD8(p) ((floats8) * (const unaligned_floats8 *)(p))
+#define STORE8(p, v) (*(unaligned_floats8 *)(p) = (v))
 #define LOAD16(p) ((floats16) * (const unaligned_floats16 *)(p))
 #define STORE16(p, v) (*(unaligned_floats16 *)(p) = (v))
 
