@@ -106,6 +106,53 @@ struct ConvolutionTests {
         #expect(relativeError(try y.toArray().map(Double.init), expected.values) < 1e-4)
     }
 
+    /// Training convolutions 3×3, stride 1, with ≥ 32 input and output channels run oneDNN's Winograd kernels in all three
+    /// passes (where the CPU has them): forward, input and weight gradients against loops over the definition. Shapes
+    /// wider than the finite-difference checks above can afford; the gradient loops are checked against finite
+    /// differences on a small case in `gradientLoopsMatchFiniteDifferences`.
+    @Test("training convolutions on the Winograd path: output and all gradients against the definition",
+          arguments: [([2, 32, 9, 11], 32, true), ([3, 48, 8, 8], 64, false), ([2, 16, 6, 6], 16, true)])
+    func winogradTraining(_ input: [Int], _ outputs: Int, _ withBias: Bool) throws {
+        var generator = SeededGenerator(seed: UInt64(input.reduce(0, +) + outputs))
+        let x = randomArray(input, &generator), w = randomArray([outputs, input[1], 3, 3], &generator, scale: 0.2)
+        let b = randomArray([outputs], &generator)
+        let xBox = GradientBox(), wBox = GradientBox(), bBox = GradientBox()
+        let xt = try Tensor(shape: x.shape, values: x.floats).reordered(to: .nChw8c).trackingGradient { xBox.value = $0 }
+        let wt = try Tensor(shape: w.shape, values: w.floats).trackingGradient { wBox.value = $0 }
+        let bt = try Tensor(shape: b.shape, values: b.floats).trackingGradient { bBox.value = $0 }
+        let y = try conv2d(xt, weight: wt, bias: withBias ? bt : nil, geometry: ConvolutionGeometry(padding: [1, 1]))
+        let expected = Reference.conv2d(x, weight: w, bias: withBias ? b : nil, stride: [1, 1], padding: [1, 1],
+                                        dilation: [1, 1], groups: 1)
+        #expect(relativeError(try y.toArray().map(Double.init), expected.values) < 1e-4)
+        let upstream = randomArray(expected.shape, &generator)
+        try y.backward(seed: try Tensor(shape: upstream.shape, values: upstream.floats))
+        let (dx, dw, db) = convolutionGradients(x, weight: w, upstream: upstream, padding: 1)
+        for (name, box, reference) in [("input", xBox, dx), ("weight", wBox, dw)] + (withBias ? [("bias", bBox, db)] : []) {
+            guard let gradient = box.value else {
+                Issue.record("no \(name) gradient")
+                continue
+            }
+            let error = relativeError(try gradient.toArray().map(Double.init), reference.values)
+            #expect(error < 1e-4, "\(name) gradient: relative error \(error)")
+        }
+    }
+
+    @Test("the gradient loops the Winograd test trusts agree with finite differences")
+    func gradientLoopsMatchFiniteDifferences() {
+        var generator = SeededGenerator(seed: 5)
+        let x = randomArray([2, 3, 5, 4], &generator), w = randomArray([2, 3, 3, 3], &generator)
+        let upstream = randomArray([2, 2, 5, 4], &generator)
+        let (dx, dw, db) = convolutionGradients(x, weight: w, upstream: upstream, padding: 1)
+        func loss(_ x: ReferenceArray, _ w: ReferenceArray, _ b: ReferenceArray) -> Double {
+            let y = Reference.conv2d(x, weight: w, bias: b, stride: [1, 1], padding: [1, 1], dilation: [1, 1], groups: 1)
+            return zip(y.values, upstream.values).reduce(0) { $0 + $1.0 * $1.1 }
+        }
+        let b = ReferenceArray(shape: [2], repeating: 0)
+        #expect(relativeError(dx.values, Reference.numericalGradient(of: { loss($0, w, b) }, at: x).values) < 1e-6)
+        #expect(relativeError(dw.values, Reference.numericalGradient(of: { loss(x, $0, b) }, at: w).values) < 1e-6)
+        #expect(relativeError(db.values, Reference.numericalGradient(of: { loss(x, w, $0) }, at: b).values) < 1e-6)
+    }
+
     @Test("wrong channel count names the layer and both shapes")
     func wrongChannels() throws {
         let x = Tensor.zeros([1, 3, 8, 8]), w = Tensor.zeros([4, 2, 3, 3])
@@ -113,4 +160,40 @@ struct ConvolutionTests {
             try conv2d(x, weight: w, geometry: ConvolutionGeometry(), name: "stem")
         }
     }
+}
+
+/// The gradients of Σ upstream · conv2d(x, weight) + bias (stride 1, no dilation, one group) with respect to the input,
+/// the weight and the bias, by loops over the convolution's definition.
+func convolutionGradients(_ x: ReferenceArray, weight: ReferenceArray, upstream: ReferenceArray, padding: Int)
+    -> (ReferenceArray, ReferenceArray, ReferenceArray) {
+    let (batch, channels, height, width) = (x.shape[0], x.shape[1], x.shape[2], x.shape[3])
+    let (filters, kernelHeight, kernelWidth) = (weight.shape[0], weight.shape[2], weight.shape[3])
+    let (outputHeight, outputWidth) = (upstream.shape[2], upstream.shape[3])
+    var dx = ReferenceArray(shape: x.shape, repeating: 0), dw = ReferenceArray(shape: weight.shape, repeating: 0)
+    var db = ReferenceArray(shape: [filters], repeating: 0)
+    for n in 0..<batch {
+        for k in 0..<filters {
+            for p in 0..<outputHeight {
+                for q in 0..<outputWidth {
+                    let g = upstream.values[((n * filters + k) * outputHeight + p) * outputWidth + q]
+                    db.values[k] += g
+                    for c in 0..<channels {
+                        for r in 0..<kernelHeight {
+                            let h = p - padding + r
+                            if h < 0 || h >= height { continue }
+                            for s in 0..<kernelWidth {
+                                let v = q - padding + s
+                                if v < 0 || v >= width { continue }
+                                let xi = ((n * channels + c) * height + h) * width + v
+                                let wi = ((k * channels + c) * kernelHeight + r) * kernelWidth + s
+                                dx.values[xi] += g * weight.values[wi]
+                                dw.values[wi] += g * x.values[xi]
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+    return (dx, dw, db)
 }

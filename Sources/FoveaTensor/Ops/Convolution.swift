@@ -36,10 +36,12 @@ public struct ConvolutionGeometry: Hashable, Sendable {
 /// post-op costs more than the convolution on EfficientNet's shapes); when the tape records, the same value is computed
 /// by separate differentiable operations.
 ///
+/// 3×3 stride-1 ungrouped convolutions with at least 32 input and output channels use oneDNN's Winograd kernel
+/// (F(4×4, 3×3): fewer multiplications, plus a weight transform) in training, forward and backward, and in inference
+/// when `prepared` is given, so that the transform is paid once.
+///
 /// With `prepared` (inference only: ignored when the tape records), the weights reordered into the kernel's format are
-/// kept there and reused by later calls, and 3×3 stride-1 convolutions with at least 64 input and output channels use
-/// oneDNN's Winograd kernel (F(4×4, 3×3): fewer multiplications, but a weight transform too costly to repeat per call).
-/// The caller owns `prepared` and must `reset` it whenever `weight` changes.
+/// kept there and reused by later calls. The caller owns `prepared` and must `reset` it whenever `weight` changes.
 public func conv2d(_ input: Tensor, weight: Tensor, bias: Tensor? = nil,
                    geometry: ConvolutionGeometry = ConvolutionGeometry(), residual: Tensor? = nil, activation: Activation? = nil,
                    prepared: PreparedWeights? = nil, name: String = "conv2d") throws -> Tensor {
@@ -87,7 +89,7 @@ public func conv2d(_ input: Tensor, weight: Tensor, bias: Tensor? = nil,
     let training = Autodiff.recording && (input.node != nil || weight.node != nil || bias?.node != nil)
     let epilogue = Epilogue(sum: residual != nil, activation: activation)
     let reusable = training ? nil : prepared
-    let winograd = reusable != nil && winogradCandidate(input.shape, weight.shape, geometry: g)
+    let winograd = (training || reusable != nil) && winogradCandidate(input.shape, weight.shape, geometry: g)
     let keyValues = input.shape + weight.shape + g.stride + g.padding + g.dilation + [g.groups, bias == nil ? 0 : 1]
         + epilogue.keyValues + [winograd ? 1 : 0]
     let weightShape5 = g.groups == 1 ? weight.shape : [g.groups, k / g.groups] + weight.shape.dropFirst()
@@ -168,7 +170,10 @@ public func conv2d(_ input: Tensor, weight: Tensor, bias: Tensor? = nil,
     guard training else { return result }
 
     let inputNeedsGradient = input.node != nil, weightNeedsGradient = weight.node != nil || bias?.node != nil
-    // The backward primitives use the forward pass's activation layouts, so gradients stay in known layouts.
+    // The backward primitives use the forward pass's activation layouts, so gradients stay in known layouts, and its
+    // algorithm: Winograd backward passes after a Winograd forward pass, the other algorithm where they have no kernel.
+    let backwardAlgorithms = winograd && (implementationName(forward.descriptor) ?? "").contains("wino")
+        ? [dnnl_convolution_winograd, algorithm] : [algorithm]
     let (sourceLayout, outputLayout) = (source.layout, result.layout)
     return result.recorded(from: [input, weight] + (bias.map { [$0] } ?? [])) { gradient in
         var inputGradient: Tensor?
@@ -176,12 +181,14 @@ public func conv2d(_ input: Tensor, weight: Tensor, bias: Tensor? = nil,
             let backward = try PrimitiveCache.shared.primitive(PrimitiveKey(kind: "conv_bwd_d", values: keyValues)) {
                 try backwardDescriptor(input.shape, outputShape, sourceLayout, outputLayout,
                                        checking: (dnnl_query_diff_src_md, dnnl_query_diff_dst_md)) { src, dst in
-                    var desc = dnnl_convolution_desc_t()
-                    var wei = try anyDescriptor(weightShape5)
-                    try check(dnnl_dilated_convolution_backward_data_desc_init(&desc, algorithm, &src, &wei, &dst,
-                                                                               strides, dilation, padding, padding),
-                              "dnnl_dilated_convolution_backward_data_desc_init(\(name))")
-                    return try makePrimitiveDescriptor(&desc, hint: forward.descriptor, name: name)
+                    try firstAvailable(backwardAlgorithms) { algorithm in
+                        var desc = dnnl_convolution_desc_t()
+                        var wei = try anyDescriptor(weightShape5)
+                        try check(dnnl_dilated_convolution_backward_data_desc_init(&desc, algorithm, &src, &wei, &dst,
+                                                                                   strides, dilation, padding, padding),
+                                  "dnnl_dilated_convolution_backward_data_desc_init(\(name))")
+                        return try makePrimitiveDescriptor(&desc, hint: forward.descriptor, name: name)
+                    }
                 }
             }
             let outputGradient = try gradient.reordered(to: try layoutOf(backward, DNNL_ARG_DIFF_DST, outputShape, name))
@@ -201,13 +208,15 @@ public func conv2d(_ input: Tensor, weight: Tensor, bias: Tensor? = nil,
         let backward = try PrimitiveCache.shared.primitive(PrimitiveKey(kind: "conv_bwd_w", values: keyValues)) {
             try backwardDescriptor(input.shape, outputShape, sourceLayout, outputLayout,
                                    checking: (dnnl_query_src_md, dnnl_query_diff_dst_md)) { src, dst in
-                var desc = dnnl_convolution_desc_t()
-                var wei = try anyDescriptor(weightShape5)
-                var biasMD = bias == nil ? dnnl_memory_desc_t() : try memoryDescriptor([k], .plain)
-                try check(dnnl_dilated_convolution_backward_weights_desc_init(&desc, algorithm, &src, &wei, &biasMD,
-                                                                              &dst, strides, dilation, padding, padding),
-                          "dnnl_dilated_convolution_backward_weights_desc_init(\(name))")
-                return try makePrimitiveDescriptor(&desc, hint: forward.descriptor, name: name)
+                try firstAvailable(backwardAlgorithms) { algorithm in
+                    var desc = dnnl_convolution_desc_t()
+                    var wei = try anyDescriptor(weightShape5)
+                    var biasMD = bias == nil ? dnnl_memory_desc_t() : try memoryDescriptor([k], .plain)
+                    try check(dnnl_dilated_convolution_backward_weights_desc_init(&desc, algorithm, &src, &wei, &biasMD,
+                                                                                  &dst, strides, dilation, padding, padding),
+                              "dnnl_dilated_convolution_backward_weights_desc_init(\(name))")
+                    return try makePrimitiveDescriptor(&desc, hint: forward.descriptor, name: name)
+                }
             }
         }
         let backwardSource = try source.reordered(to: try layoutOf(backward, DNNL_ARG_SRC, input.shape, name))
@@ -243,10 +252,10 @@ let ownSiLUOff = ProcessInfo.processInfo.environment["FOVEA_ONEDNN_SILU"] != nil
 /// would hold a network to AVX2 kernels. `FOVEA_ANY_LAYOUT=1` leaves the choice to oneDNN.
 let keepsBlockedLayout = ProcessInfo.processInfo.environment["FOVEA_ANY_LAYOUT"] == nil
 
-/// The convolution algorithm oneDNN is asked for. Training convolutions with at least 64 input and output channels
-/// (ungrouped) let oneDNN pick (`auto`: Winograd for 3×3 where its heuristics expect a gain — ResNet-18 trains ~25 %
-/// faster here); narrower ones and all inference convolutions stay direct, which measured faster on this machine.
-/// `FOVEA_CONV_ALGORITHM=direct` or `=auto` forces one choice everywhere (for measurements).
+/// The convolution algorithm oneDNN is asked for when Winograd is not (`winogradCandidate`) or has no kernel. Training
+/// convolutions with at least 64 input and output channels (ungrouped) let oneDNN pick (`auto`), narrower ones and all
+/// inference convolutions stay direct. `FOVEA_CONV_ALGORITHM=direct` or `=auto` forces one choice everywhere, Winograd
+/// candidates included (for measurements).
 func convolutionAlgorithm(channels: Int, outputChannels: Int, groups: Int, training: Bool) -> dnnl_alg_kind_t {
     switch forcedConvolutionAlgorithm {
     case "direct": return dnnl_convolution_direct
@@ -290,6 +299,15 @@ func backwardDescriptor(_ sourceShape: [Int], _ outputShape: [Int], _ sourceLayo
     return try make(&src, &dst)
 }
 
+/// The primitive descriptor `make` creates with the first of `algorithms` that has a kernel (the last one's error if none).
+func firstAvailable(_ algorithms: [dnnl_alg_kind_t], _ make: (dnnl_alg_kind_t) throws -> dnnl_primitive_desc_t) throws
+    -> dnnl_primitive_desc_t {
+    for algorithm in algorithms.dropLast() {
+        if let pd = try? make(algorithm) { return pd }
+    }
+    return try make(algorithms.last!)
+}
+
 /// Whether `pd` runs one of oneDNN's generic fallbacks: the reference kernels or im2col + GEMM.
 func isSlowImplementation(_ pd: dnnl_primitive_desc_t) -> Bool {
     guard let name = implementationName(pd) else { return false }
@@ -303,13 +321,22 @@ func implementationName(_ pd: dnnl_primitive_desc_t) -> String? {
     return String(cString: info)
 }
 
-/// Whether a convolution may use oneDNN's Winograd kernel when its weights are prepared once: 3×3, stride 1, no dilation,
-/// ungrouped, at least 64 input and output channels (below that the transforms cost more than they save), unless
+/// Whether a convolution asks for oneDNN's Winograd kernel first (in training, or in inference with prepared weights):
+/// 3×3, stride 1, no dilation, ungrouped, at least `winogradMinimumChannels` input and output channels, unless
 /// `FOVEA_CONV_ALGORITHM` forces an algorithm.
 func winogradCandidate(_ inputShape: [Int], _ weightShape: [Int], geometry g: ConvolutionGeometry) -> Bool {
     forcedConvolutionAlgorithm == nil && weightShape[2] == 3 && weightShape[3] == 3 && g.stride == [1, 1]
-        && g.dilation == [1, 1] && g.groups == 1 && weightShape[0] >= 64 && weightShape[1] >= 64
+        && g.dilation == [1, 1] && g.groups == 1 && weightShape[0] >= winogradMinimumChannels
+        && weightShape[1] >= winogradMinimumChannels
 }
+
+/// The narrowest convolution (input and output channels) for Winograd: 32. On the AMD EPYC (Zen 4) machine of 2026-12-02,
+/// oneDNN's Winograd kernels took about half the direct kernels' time on ResNet-20's 32- and 64-channel shapes in all
+/// three passes (backward weights included, which oneDNN's `auto` leaves direct), but more than direct on its
+/// 16-channel ones (also backward weights alone, in the network); ResNet-20 trains ~15 % faster and infers ~10 %
+/// faster than with the earlier 64-channel threshold and `auto`, ResNet-18 trains ~15 % faster.
+/// `FOVEA_WINOGRAD_MIN_CHANNELS=N` sets another threshold (for measurements).
+let winogradMinimumChannels = Int(ProcessInfo.processInfo.environment["FOVEA_WINOGRAD_MIN_CHANNELS"] ?? "") ?? 32
 
 /// A layer's weights prepared for repeated inference: the (possibly batch-norm-folded) plain weight and bias, and per
 /// convolution primitive the weights reordered into that primitive's own format. The owning layer calls
