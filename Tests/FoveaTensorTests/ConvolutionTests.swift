@@ -107,7 +107,8 @@ struct ConvolutionTests {
     }
 
     /// Training convolutions 3×3, stride 1, with ≥ 32 input and output channels run oneDNN's Winograd kernels in all three
-    /// passes (where the CPU has them): forward, input and weight gradients against loops over the definition. Shapes
+    /// passes (where the CPU has them): forward, input and weight gradients against loops over the definition (the
+    /// 16-channel case stays on the direct path, for contrast). Shapes
     /// wider than the finite-difference checks above can afford; the gradient loops are checked against finite
     /// differences on a small case in `gradientLoopsMatchFiniteDifferences`.
     @Test("training convolutions on the Winograd path: output and all gradients against the definition",
