@@ -95,7 +95,7 @@ public func conv2d(_ input: Tensor, weight: Tensor, bias: Tensor? = nil,
     let weightShape5 = g.groups == 1 ? weight.shape : [g.groups, k / g.groups] + weight.shape.dropFirst()
     let strides = g.stride.map(Int64.init), padding = g.padding.map(Int64.init)
     let dilation = g.dilation.map { Int64($0 - 1) }
-    let algorithm = convolutionAlgorithm(channels: channels, outputChannels: k, groups: g.groups, training: training)
+    let algorithm = convolutionAlgorithm()
 
     let forward = try PrimitiveCache.shared.primitive(PrimitiveKey(kind: training ? "conv_fwd_t" : "conv_fwd_i",
                                                                    values: keyValues)) {
@@ -252,17 +252,12 @@ let ownSiLUOff = ProcessInfo.processInfo.environment["FOVEA_ONEDNN_SILU"] != nil
 /// would hold a network to AVX2 kernels. `FOVEA_ANY_LAYOUT=1` leaves the choice to oneDNN.
 let keepsBlockedLayout = ProcessInfo.processInfo.environment["FOVEA_ANY_LAYOUT"] == nil
 
-/// The convolution algorithm oneDNN is asked for when Winograd is not (`winogradCandidate`) or has no kernel. Training
-/// convolutions with at least 64 input and output channels (ungrouped) let oneDNN pick (`auto`), narrower ones and all
-/// inference convolutions stay direct. `FOVEA_CONV_ALGORITHM=direct` or `=auto` forces one choice everywhere, Winograd
-/// candidates included (for measurements).
-func convolutionAlgorithm(channels: Int, outputChannels: Int, groups: Int, training: Bool) -> dnnl_alg_kind_t {
-    switch forcedConvolutionAlgorithm {
-    case "direct": return dnnl_convolution_direct
-    case "auto": return dnnl_convolution_auto
-    default:
-        return training && groups == 1 && channels >= 64 && outputChannels >= 64 ? dnnl_convolution_auto : dnnl_convolution_direct
-    }
+/// The convolution algorithm oneDNN is asked for when Winograd is not (`winogradCandidate`) or has no kernel: direct.
+/// (oneDNN's `auto` would only ever choose Winograd, and only for the 3×3 stride-1 shapes that already ask for it.)
+/// `FOVEA_CONV_ALGORITHM=direct` or `=auto` forces one choice everywhere, Winograd candidates included (for
+/// measurements).
+func convolutionAlgorithm() -> dnnl_alg_kind_t {
+    forcedConvolutionAlgorithm == "auto" ? dnnl_convolution_auto : dnnl_convolution_direct
 }
 
 let forcedConvolutionAlgorithm = ProcessInfo.processInfo.environment["FOVEA_CONV_ALGORITHM"]
