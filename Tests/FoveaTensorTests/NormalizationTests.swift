@@ -49,4 +49,15 @@ struct NormalizationTests {
                     forward: { t in try localResponseNorm(t[0], size: size, alpha: 0.01, beta: 0.75, k: 2) },
                     reference: { r in Reference.localResponseNorm(r[0], size: size, alpha: 0.01, beta: 0.75, k: 2) })
     }
+
+    /// AlexNet's case on AVX2 CPUs: 16 channels of plain NCHW get oneDNN's jit forward pass, which writes a workspace,
+    /// and a reference backward pass, which takes none.
+    @Test("local response normalisation on plain NCHW with 16 channels, AlexNet's window", arguments: bothLayouts)
+    func lrnSixteenChannels(layout: Layout) throws {
+        var generator = SeededGenerator(seed: 34)
+        let x = randomArray([2, 16, 5, 5], &generator, scale: 3)
+        try checkOp("LRN 16 channels \(layout)", [OpInput(array: x, layout: layout)], gradientLayout: layout,
+                    forward: { t in try localResponseNorm(t[0], size: 5, alpha: 1e-4, beta: 0.75, k: 2) },
+                    reference: { r in Reference.localResponseNorm(r[0], size: 5, alpha: 1e-4, beta: 0.75, k: 2) })
+    }
 }

@@ -42,7 +42,11 @@ public func localResponseNorm(_ x: Tensor, size: Int, alpha: Float = 1e-4, beta:
             (DNNL_ARG_DIFF_DST, outputGradient.storage),
             (DNNL_ARG_DIFF_SRC, inputGradient.storage),
         ]
-        if let workspace { buffers.append((DNNL_ARG_WORKSPACE, workspace)) }
+        // The backward implementation may not read the forward pass's workspace (oneDNN 2.6 on AVX2 pairs a jit
+        // forward pass on plain NCHW, which writes one, with a reference backward pass, which recomputes).
+        if let workspace, byteSize(backward.descriptor(for: DNNL_ARG_WORKSPACE)) > 0 {
+            buffers.append((DNNL_ARG_WORKSPACE, workspace))
+        }
         try backward.execute(buffers)
         return [inputGradient]
     }
