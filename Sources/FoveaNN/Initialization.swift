@@ -33,9 +33,23 @@ public enum Initialization {
     /// Re-seeds the calling thread's generator used by layer initialisers.
     public static func seed(_ seed: UInt64) { generator = SeededGenerator(seed: seed) }
 
-    private final class Box { var generator = SeededGenerator(seed: 0) }
+    /// Builds layers without drawing their random initial weights: those are left zero (constant initialisers
+    /// still apply) and the calling thread's generator does not move. For models whose weights are loaded right
+    /// after, or whose shapes alone are wanted: building VGG-16 otherwise draws 138 M numbers.
+    public static func withoutDrawing<T>(_ body: () throws -> T) rethrows -> T {
+        let box = box()
+        let drawing = box.drawing
+        box.drawing = false
+        defer { box.drawing = drawing }
+        return try body()
+    }
 
-    nonisolated(unsafe) private static let key: pthread_key_t = {
+    private final class Box {
+        var generator = SeededGenerator(seed: 0)
+        var drawing = true
+    }
+
+    private static let key: pthread_key_t = {
         var key = pthread_key_t()
         pthread_key_create(&key) { pointer in if let pointer { Unmanaged<Box>.fromOpaque(pointer).release() } }
         return key
@@ -55,6 +69,13 @@ public enum Initialization {
         let fanOut = Double(shape[0] * receptive)
         let count = shape.reduce(1, *)
         var values = [Float](repeating: 0, count: count)
+        if !box().drawing {
+            if case let .constant(value) = initializer { values = [Float](repeating: value, count: count) }
+            return try! Tensor(shape: shape, values: values)
+        }
+        // One copy of the thread's generator per tensor: drawing through `generator` copies its state on every draw.
+        var generator = Initialization.generator
+        defer { Initialization.generator = generator }
         func uniform(_ bound: Double) { for i in 0..<count { values[i] = Float((generator.nextDouble() * 2 - 1) * bound) } }
         func normal(_ std: Double) { for i in 0..<count { values[i] = Float(generator.nextNormal() * std) } }
         switch initializer {
@@ -73,6 +94,9 @@ public enum Initialization {
     /// PyTorch's default bias: U(−1/√fanIn, 1/√fanIn).
     static func bias(count: Int, fanIn: Int) -> Tensor {
         let bound = 1 / Double(max(fanIn, 1)).squareRoot()
+        if !box().drawing { return Tensor.zeros([count]) }
+        var generator = Initialization.generator
+        defer { Initialization.generator = generator }
         let values = (0..<count).map { _ in Float((generator.nextDouble() * 2 - 1) * bound) }
         return try! Tensor(shape: [count], values: values)
     }

@@ -70,8 +70,11 @@ public enum ModelFile {
     /// Builds the sidecar's architecture and loads the weights into it strictly.
     public static func load(_ weightsPath: String) throws -> (Layer, ModelSidecar) {
         let sidecar = try readSidecar(for: weightsPath)
-        let model = try ModelZoo.make(sidecar.architecture, classCount: sidecar.classes.count,
-                                      inputChannels: sidecar.inputShape.first ?? 1)
+        // Strict loading overwrites every parameter and buffer: drawing initial weights first would be wasted.
+        let model = try Initialization.withoutDrawing {
+            try ModelZoo.make(sidecar.architecture, classCount: sidecar.classes.count,
+                              inputChannels: sidecar.inputShape.first ?? 1)
+        }
         try loadWeights(into: model, from: weightsPath)
         return (model, sidecar)
     }
