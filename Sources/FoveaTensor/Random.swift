@@ -4,8 +4,8 @@
 /// an explicitly passed generator, so a run is a pure function of its seed and its state can be
 /// saved in a checkpoint and restored exactly.
 public struct SeededGenerator: RandomNumberGenerator, Codable, Equatable, Sendable {
-    /// The four words of generator state.
-    public var state: [UInt64]
+    /// The four words of generator state (checkpoints save them under `state`).
+    public private(set) var state: [UInt64]
 
     /// Creates a generator whose whole sequence is determined by `seed`.
     public init(seed: UInt64) {
@@ -25,6 +25,26 @@ public struct SeededGenerator: RandomNumberGenerator, Codable, Equatable, Sendab
         var mixed = seed
         for word in stream { mixed = SeededGenerator(seed: mixed ^ (word &* 0xD1B5_4A32_D192_ED03)).state[0] }
         self.init(seed: mixed)
+    }
+
+    private enum CodingKeys: String, CodingKey { case state }
+
+    /// Reads `{"state": [four words]}`; any other count, or four zero words (a state xoshiro never leaves), is a
+    /// decoding error rather than a generator that traps or repeats zeros.
+    public init(from decoder: any Decoder) throws {
+        let container = try decoder.container(keyedBy: CodingKeys.self)
+        let words = try container.decode([UInt64].self, forKey: .state)
+        guard words.count == 4, words.contains(where: { $0 != 0 }) else {
+            throw DecodingError.dataCorruptedError(forKey: .state, in: container,
+                                                   debugDescription: "a generator state is four words, not all zero; got \(words)")
+        }
+        state = words
+    }
+
+    /// Writes `{"state": [four words]}`.
+    public func encode(to encoder: any Encoder) throws {
+        var container = encoder.container(keyedBy: CodingKeys.self)
+        try container.encode(state, forKey: .state)
     }
 
     /// Returns the next 64 random bits.
