@@ -2,7 +2,6 @@
 import PackageDescription
 
 /// Fovea: CNN image classification on CPU, on top of oneDNN.
-let optimise: [SwiftSetting] = [.unsafeFlags(["-Ounchecked", "-wmo"], .when(configuration: .release))]
 
 let package = Package(
     name: "Fovea",
@@ -36,7 +35,7 @@ let package = Package(
         .testTarget(name: "FoveaTensorTests", dependencies: ["FoveaTensor", "CFoveaKernels"]),
         .testTarget(name: "FoveaNNTests", dependencies: ["FoveaNN", "FoveaOptim"]),
         .testTarget(name: "FoveaDataTests", dependencies: ["FoveaData"], exclude: ["Fixtures"]),
-        .testTarget(name: "FoveaModelsTests", dependencies: ["FoveaModels", "FoveaOptim", "FoveaTrain"]),
+        .testTarget(name: "FoveaModelsTests", dependencies: ["FoveaModels", "FoveaOptim", "FoveaTrain"], exclude: ["Fixtures"]),
         .testTarget(name: "FoveaTrainTests", dependencies: ["FoveaTrain"]),
     ],
     swiftLanguageModes: [.v5]

@@ -28,7 +28,7 @@ public enum Autodiff {
         get { pthread_getspecific(recordingKey) == nil }
         set { pthread_setspecific(recordingKey, newValue ? nil : UnsafeRawPointer(bitPattern: 1)) }
     }
-    nonisolated(unsafe) private static let recordingKey: pthread_key_t = {
+    private static let recordingKey: pthread_key_t = {
         var key = pthread_key_t()
         pthread_key_create(&key, nil)
         return key

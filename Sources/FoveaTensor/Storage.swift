@@ -83,7 +83,7 @@ extension Tensor {
 enum ThreadAllocations {
     final class Box { var count = 0 }
 
-    nonisolated(unsafe) static let key: pthread_key_t = {
+    static let key: pthread_key_t = {
         var key = pthread_key_t()
         pthread_key_create(&key) { pointer in if let pointer { Unmanaged<Box>.fromOpaque(pointer).release() } }
         return key

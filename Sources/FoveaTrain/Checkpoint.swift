@@ -132,7 +132,7 @@ public enum Checkpoint {
             }
         }
         for (name, layer) in model.namedLayers() {
-            if var randomized = layer as? any RandomizedLayer, let generator = metadata.progress.generators[name] {
+            if let randomized = layer as? any RandomizedLayer, let generator = metadata.progress.generators[name] {
                 randomized.generator = generator
             }
         }
