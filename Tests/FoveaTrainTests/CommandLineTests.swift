@@ -4,9 +4,11 @@ import FoveaTensor
 @testable import FoveaTrain
 import Testing
 
-/// The `fovea` binary built next to the tests (`swift build --build-tests` builds it).
-let foveaBinary = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
-    .deletingLastPathComponent().appendingPathComponent(".build/debug/fovea").path
+/// The `fovea` binary built next to the tests (`swift build --build-tests` builds it into the same folder as the
+/// test bundle, whichever configuration and scratch path it used).
+let foveaBinary = URL(fileURLWithPath: (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe"))
+                        ?? CommandLine.arguments[0])
+    .deletingLastPathComponent().appendingPathComponent("fovea").path
 
 struct CommandResult {
     var status: Int32
@@ -16,7 +18,7 @@ struct CommandResult {
 
 func runFovea(_ arguments: [String]) throws -> CommandResult {
     guard FileManager.default.isExecutableFile(atPath: foveaBinary) else {
-        throw TensorError.invalidArgument(operation: "runFovea", message: "\(foveaBinary) is missing: run swift build --build-tests")
+        throw TensorError.invalidArgument(operation: "runFovea", message: "\(foveaBinary) is missing: build the tests with scripts/test.sh")
     }
     let process = Process()
     process.executableURL = URL(fileURLWithPath: foveaBinary)
