@@ -1,4 +1,7 @@
 import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
 import FoveaModels
 import FoveaNN
 import FoveaTensor
@@ -35,6 +38,47 @@ public struct ModelSidecar: Codable, Equatable, Sendable {
     }
 }
 
+extension ModelSidecar {
+    /// The most classes a sidecar may name.
+    public static let maximumClasses = 100_000
+    /// The largest input height or width a sidecar may give.
+    public static let maximumInputSide = 4096
+
+    /// Checks that a model can be built and fed from these values; the error names the file and the field.
+    /// `architecture` is a zoo name; `classes` 1…`maximumClasses` names; `input_shape` is (C, H, W) with C 1 or 3
+    /// (the images Fovea decodes) and H, W in 1…`maximumInputSide`; `mean` and `std` have one value or one per
+    /// channel, finite, `std` at least 1e-6.
+    public func validate(path: String) throws {
+        func bad(_ field: String, _ reason: String) -> TrainingError {
+            .badModelFile(path: path, reason: "sidecar field \(field): \(reason)")
+        }
+        guard ModelZoo.names.contains(architecture) else {
+            throw bad("architecture", "'\(architecture.prefix(100))' is not a model of the zoo (fovea models lists them)")
+        }
+        guard !classes.isEmpty, classes.count <= Self.maximumClasses else {
+            throw bad("classes", "\(classes.count) names; a model has 1 to \(Self.maximumClasses) classes")
+        }
+        guard inputShape.count == 3 else {
+            throw bad("input_shape", "\(inputShape.prefix(8)) is not (channels, height, width)")
+        }
+        guard [1, 3].contains(inputShape[0]) else {
+            throw bad("input_shape", "\(inputShape[0]) channels; models take 1 (grey) or 3 (RGB) channels")
+        }
+        guard inputShape[1...].allSatisfy({ (1...Self.maximumInputSide).contains($0) }) else {
+            throw bad("input_shape", "height and width \(Array(inputShape[1...])) must be 1 to \(Self.maximumInputSide)")
+        }
+        for (field, values) in [("mean", mean), ("std", std)] {
+            guard values.count == 1 || values.count == inputShape[0] else {
+                throw bad(field, "\(values.count) values for \(inputShape[0]) channels (one, or one per channel)")
+            }
+            guard values.allSatisfy(\.isFinite) else { throw bad(field, "\(values) is not finite") }
+        }
+        guard std.allSatisfy({ $0 >= 1e-6 }) else {
+            throw bad("std", "\(std): a standard deviation below 1e-6 (zero, tiny or negative) would blow pixels up")
+        }
+    }
+}
+
 /// Saving and loading weights as safetensors (torchvision state-dict keys) plus the JSON sidecar.
 public enum ModelFile {
     /// Path of the sidecar for a weights file: `model.safetensors` → `model.json`.
@@ -56,15 +100,34 @@ public enum ModelFile {
         return [path, sidecarFile]
     }
 
-    /// Reads a sidecar.
+    /// The largest sidecar read (a sidecar of 100,000 class names of 100 characters is 10 MB).
+    public static let maximumSidecarBytes = 16 << 20
+
+    /// Reads a sidecar and checks every field (`ModelSidecar.validate`): a regular file of at most
+    /// `maximumSidecarBytes`, valid JSON, values a model can be built and fed from.
     public static func readSidecar(for weightsPath: String) throws -> ModelSidecar {
         let path = sidecarPath(for: weightsPath)
-        guard let data = FileManager.default.contents(atPath: path) else {
-            throw TrainingError.badModelFile(path: path, reason: "sidecar missing (it is written next to the weights by fovea train)")
+        var status = stat()
+        guard stat(path, &status) == 0 else {
+            let reason = errno == ENOENT ? "sidecar missing (it is written next to the weights by fovea train)"
+                : "sidecar cannot be read: \(String(cString: strerror(errno)))"
+            throw TrainingError.badModelFile(path: path, reason: reason)
         }
-        do { return try JSONDecoder().decode(ModelSidecar.self, from: data) } catch {
+        guard status.st_mode & S_IFMT == S_IFREG else {
+            throw TrainingError.badModelFile(path: path, reason: "sidecar is not a regular file")
+        }
+        guard Int(status.st_size) <= maximumSidecarBytes else {
+            throw TrainingError.badModelFile(path: path, reason: "sidecar is \(status.st_size) bytes, more than the \(maximumSidecarBytes) a sidecar may have")
+        }
+        guard let data = FileManager.default.contents(atPath: path) else {
+            throw TrainingError.badModelFile(path: path, reason: "sidecar cannot be read: \(String(cString: strerror(errno)))")
+        }
+        let sidecar: ModelSidecar
+        do { sidecar = try JSONDecoder().decode(ModelSidecar.self, from: data) } catch {
             throw TrainingError.badModelFile(path: path, reason: "sidecar is not valid: \(error)")
         }
+        try sidecar.validate(path: path)
+        return sidecar
     }
 
     /// Builds the sidecar's architecture and loads the weights into it strictly.
@@ -95,6 +158,10 @@ public enum ModelFile {
             guard let entry = entries[name] else { problems.append("missing key \(name)"); return }
             guard entry.shape == shape else {
                 problems.append("shape mismatch for \(name): file \(entry.shape), model \(shape)"); return
+            }
+            // NaN or infinite weights give NaN probabilities that print as answers: refuse them here.
+            if let index = entry.values.firstIndex(where: { !$0.isFinite }) {
+                problems.append("\(name) holds \(entry.values[index]) at element \(index)"); return
             }
             assignments.append { assign(try Tensor(shape: entry.shape, values: entry.values)) }
         }
