@@ -158,11 +158,18 @@ public struct TrainingOptions: Codable, Equatable, Sendable {
 
     /// Checks ranges; returns the first problem in words, or nil.
     public func problem() -> String? {
-        if epochs < 1 { return "--epochs must be at least 1 (got \(epochs))" }
-        if batchSize < 1 { return "--batch-size must be at least 1 (got \(batchSize))" }
+        // Upper bounds keep every product of counts (steps = epochs × batches, batch × image) far from overflow
+        // and every allocation within a machine.
+        if !(1...Self.maximumCount).contains(epochs) { return "--epochs must be 1 to \(Self.maximumCount) (got \(epochs))" }
+        if !(1...Self.maximumBatchSize).contains(batchSize) {
+            return "--batch-size must be 1 to \(Self.maximumBatchSize) (got \(batchSize))"
+        }
         if !(learningRate > 0) || !learningRate.isFinite { return "--lr must be a positive number (got \(learningRate))" }
-        if momentum < 0 || momentum >= 1 { return "--momentum must be in [0, 1) (got \(momentum))" }
-        if weightDecay < 0 { return "--weight-decay must not be negative (got \(weightDecay))" }
+        if !(0..<1).contains(momentum) { return "--momentum must be in [0, 1) (got \(momentum))" }
+        if !(weightDecay >= 0 && weightDecay.isFinite) { return "--weight-decay must be a finite number ≥ 0 (got \(weightDecay))" }
+        if !(stepGamma > 0 && stepGamma.isFinite) {
+            return "--gamma must be a positive finite factor (got \(stepGamma)); a factor ≤ 0 would make the learning rate ≤ 0"
+        }
         if nesterov && momentum == 0 { return "--nesterov needs a positive --momentum" }
         if !Self.schedules.contains(schedule) {
             return "--schedule must be one of \(Self.schedules.joined(separator: ", ")) (got \(schedule))"
@@ -180,8 +187,11 @@ public struct TrainingOptions: Codable, Equatable, Sendable {
         if let clipGradientNorm, !(clipGradientNorm > 0) { return "--clip-grad-norm must be positive" }
         if warmupEpochs < 0 || warmupEpochs >= epochs { return "--warmup-epochs must be in 0..<epochs" }
         if schedule == "multistep" && milestones.isEmpty { return "--schedule multistep needs --milestones" }
-        if stepEpochs < 1 { return "--step-epochs must be at least 1" }
-        if labelSmoothing < 0 || labelSmoothing >= 1 { return "--label-smoothing must be in [0, 1)" }
+        if !(1...Self.maximumCount).contains(stepEpochs) { return "--step-epochs must be 1 to \(Self.maximumCount) (got \(stepEpochs))" }
+        if let milestone = milestones.first(where: { !(1...Self.maximumCount).contains($0) }) {
+            return "--milestones must each be 1 to \(Self.maximumCount) (got \(milestone))"
+        }
+        if !(0..<1).contains(labelSmoothing) { return "--label-smoothing must be in [0, 1) (got \(labelSmoothing))" }
         if !(mixUpAlpha >= 0 && mixUpAlpha.isFinite) { return "--mixup must be a finite α ≥ 0, 0 for off (got \(mixUpAlpha))" }
         if !(cutMixAlpha >= 0 && cutMixAlpha.isFinite) { return "--cutmix must be a finite α ≥ 0, 0 for off (got \(cutMixAlpha))" }
         if !(0...1).contains(mixProbability) { return "--mix-probability must be in [0, 1] (got \(mixProbability))" }
@@ -190,20 +200,33 @@ public struct TrainingOptions: Codable, Equatable, Sendable {
         }
         if let limitTrain, limitTrain < 1 { return "--limit-train must be at least 1" }
         if let limitTest, limitTest < 1 { return "--limit-test must be at least 1" }
-        if let checkpointEvery, checkpointEvery < 1 { return "--checkpoint-every must be at least 1" }
-        if plateauPatience < 0 { return "--plateau-patience must not be negative" }
-        if imageSize < 8 { return "--image-size must be at least 8" }
+        if let checkpointEvery, !(1...Self.maximumCount).contains(checkpointEvery) {
+            return "--checkpoint-every must be 1 to \(Self.maximumCount) (got \(checkpointEvery))"
+        }
+        if !(0...Self.maximumCount).contains(plateauPatience) { return "--plateau-patience must be 0 to \(Self.maximumCount)" }
+        if !(8...ModelSidecar.maximumInputSide).contains(imageSize) {
+            return "--image-size must be 8 to \(ModelSidecar.maximumInputSide) (got \(imageSize))"
+        }
         if let workers, workers < 0 || workers > 64 { return "--workers must be in 0…64" }
         if maximumImagePixels < 1 { return "--max-image-pixels must be at least 1 (got \(maximumImagePixels))" }
-        if accumulationSteps < 1 { return "--accumulate must be at least 1" }
+        if !(1...Self.maximumBatchSize).contains(accumulationSteps) {
+            return "--accumulate must be 1 to \(Self.maximumBatchSize) (got \(accumulationSteps))"
+        }
         if let emaDecay, !(0..<1).contains(emaDecay) { return "--ema-decay must be in [0, 1)" }
-        if let earlyStoppingPatience, earlyStoppingPatience < 1 { return "--early-stopping must be at least 1" }
+        if let earlyStoppingPatience, !(1...Self.maximumCount).contains(earlyStoppingPatience) {
+            return "--early-stopping must be 1 to \(Self.maximumCount) (got \(earlyStoppingPatience))"
+        }
         if !["test_accuracy", "test_loss"].contains(monitor) { return "--monitor must be test_accuracy or test_loss" }
         for transform in augmentations {
             do { try transform.validate() } catch { return "\(error)" }
         }
         return nil
     }
+
+    /// The largest epoch count, milestone, patience or checkpoint interval accepted.
+    public static let maximumCount = 1_000_000
+    /// The largest batch size (and accumulation count) accepted.
+    public static let maximumBatchSize = 65_536
 
     /// Optimizer names `--optimizer` accepts.
     public static let optimizers = ["sgd", "adam", "adamw", "rmsprop"]

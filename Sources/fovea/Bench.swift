@@ -67,7 +67,9 @@ struct Bench: ParsableCommand {
         try runReportingErrors {
             if let peak, !(peak > 0) { throw TrainingError.invalidOption("--peak must be positive") }
             if !models.isEmpty {
-                guard batchSize > 0 else { throw TrainingError.invalidOption("--batch-size must be positive") }
+                guard (1...TrainingOptions.maximumBatchSize).contains(batchSize) else {
+                    throw TrainingError.invalidOption("--batch-size must be 1 to \(TrainingOptions.maximumBatchSize) (got \(batchSize))")
+                }
                 let entries = try models == ["all"] ? ModelZoo.entries : models.map { try ModelZoo.entry($0) }
                 for entry in entries {
                     let classes = ["LeNet", "CIFARResNet"].contains(entry.family) ? 10 : 1000

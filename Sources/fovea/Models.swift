@@ -3,6 +3,7 @@ import Foundation
 import FoveaModels
 import FoveaNN
 import FoveaTensor
+import FoveaTrain
 
 struct Models: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -19,6 +20,9 @@ struct Models: ParsableCommand {
 
     func run() throws {
         try runReportingErrors {
+            guard (1...ModelSidecar.maximumClasses).contains(classes) else {
+                throw TrainingError.invalidOption("--classes must be 1 to \(ModelSidecar.maximumClasses) (got \(classes))")
+            }
             let entries = try names.isEmpty ? ModelZoo.entries : names.map { try ModelZoo.entry($0) }
             if !json {
                 print("name                   family         parameters   multiply-adds  input")

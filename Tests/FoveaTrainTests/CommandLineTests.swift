@@ -346,6 +346,29 @@ struct CommandLineTests {
         }
     }
 
+    @Test("huge, NaN and negative numeric flags are usage errors (64) naming the flag, before any work")
+    func hostileNumbers() throws {
+        let huge = String(Int64(1) << 62), max = String(Int64.max)
+        let cases: [([String], String)] = [
+            (["train", "--batch-size", huge], "--batch-size"), (["train", "--epochs", max], "--epochs"),
+            (["train", "--schedule", "step", "--step-epochs", huge], "--step-epochs"),
+            (["train", "--schedule", "multistep", "--milestones", "2", huge], "--milestones"),
+            (["train", "--accumulate", huge], "--accumulate"), (["train", "--image-size", "65537"], "--image-size"),
+            (["train", "--image-size", huge], "--image-size"), (["train", "--checkpoint-every", huge], "--checkpoint-every"),
+            (["train", "--early-stopping", huge], "--early-stopping"),
+            (["train", "--momentum", "nan"], "--momentum"), (["train", "--weight-decay", "nan"], "--weight-decay"),
+            (["train", "--weight-decay", "inf"], "--weight-decay"), (["train", "--label-smoothing", "nan"], "--label-smoothing"),
+            (["train", "--gamma", "nan"], "--gamma"), (["train", "--gamma", "-1"], "--gamma"), (["train", "--gamma", "0"], "--gamma"),
+            (["models", "--classes", "100000000"], "--classes"), (["models", "--classes", huge], "--classes"),
+            (["models", "--classes", "0"], "--classes"),
+            (["bench", "--model", "lenet5", "--batch-size", huge], "--batch-size"),
+        ]
+        for (arguments, flag) in cases {
+            let run = try runFovea(arguments)
+            #expect(run.status == 64 && run.error.contains(flag), "\(arguments): \(run.status) \(run.error)")
+        }
+    }
+
     @Test("augmentation flags train end to end; the recipe keeps its pad-4 crop and flip")
     func augmentationFlags() throws {
         let data = try temporaryDirectory("augment-data")
