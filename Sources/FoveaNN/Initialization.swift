@@ -69,15 +69,19 @@ public enum Initialization {
         let fanOut = Double(shape[0] * receptive)
         let count = shape.reduce(1, *)
         var values = [Float](repeating: 0, count: count)
-        if !box().drawing {
-            if case let .constant(value) = initializer { values = [Float](repeating: value, count: count) }
-            return try! Tensor(shape: shape, values: values)
-        }
+        // Without drawing (`withoutDrawing`), random initialisers leave zeros; constants still apply below.
+        let drawing = box().drawing
         // One copy of the thread's generator per tensor: drawing through `generator` copies its state on every draw.
         var generator = Initialization.generator
-        defer { Initialization.generator = generator }
-        func uniform(_ bound: Double) { for i in 0..<count { values[i] = Float((generator.nextDouble() * 2 - 1) * bound) } }
-        func normal(_ std: Double) { for i in 0..<count { values[i] = Float(generator.nextNormal() * std) } }
+        defer { if drawing { Initialization.generator = generator } }
+        func uniform(_ bound: Double) {
+            guard drawing else { return }
+            for i in 0..<count { values[i] = Float((generator.nextDouble() * 2 - 1) * bound) }
+        }
+        func normal(_ std: Double) {
+            guard drawing else { return }
+            for i in 0..<count { values[i] = Float(generator.nextNormal() * std) }
+        }
         switch initializer {
         case .pytorchDefault: uniform(1 / fanIn.squareRoot())
         case let .kaimingNormal(fanOutMode): normal((2 / (fanOutMode ? fanOut : fanIn)).squareRoot())

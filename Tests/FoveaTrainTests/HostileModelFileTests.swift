@@ -22,6 +22,14 @@ struct HostileModelFileTests {
         return (directory, weights, object)
     }
 
+    /// A grey 28×28 PNG for `predict`, in `directory`.
+    static func writeImage(in directory: String) throws -> String {
+        let image = directory + "/image.png"
+        try Data(PNGEncoder.encode(pixels: [UInt8](repeating: 128, count: 784), channels: 1, height: 28, width: 28))
+            .write(to: URL(fileURLWithPath: image))
+        return image
+    }
+
     /// Sidecar fields replaced by hostile values, with the field the error must name.
     static let cases: [(String, String, Any)] = [
         ("empty mean", "mean", [Float]()), ("empty std", "std", [Float]()), ("std of zero", "std", [0.0]),
@@ -56,9 +64,7 @@ struct HostileModelFileTests {
     func commandLine() throws {
         let (directory, weights, valid) = try Self.writeModel()
         let path = ModelFile.sidecarPath(for: weights)
-        let image = directory + "/image.png"
-        try Data(PNGEncoder.encode(pixels: [UInt8](repeating: 128, count: 784), channels: 1, height: 28, width: 28))
-            .write(to: URL(fileURLWithPath: image))
+        let image = try Self.writeImage(in: directory)
         #expect(try runFovea(["predict", "--weights", weights, image]).status == 0)
         for (label, field, value) in Self.cases where ["std", "input_shape", "architecture", "classes"].contains(field) {
             var object = valid
@@ -93,9 +99,7 @@ struct HostileModelFileTests {
         entries["fc3.bias"] = bias
         try SafeTensors.write(entries.values.sorted { $0.name < $1.name }, metadata: ["format": "pt"], to: weights)
         #expect(throws: TrainingError.self) { try ModelFile.load(weights) }
-        let image = directory + "/image.png"
-        try Data(PNGEncoder.encode(pixels: [UInt8](repeating: 9, count: 784), channels: 1, height: 28, width: 28))
-            .write(to: URL(fileURLWithPath: image))
+        let image = try Self.writeImage(in: directory)
         let run = try runFovea(["predict", "--weights", weights, image])
         #expect(run.status == 65 && run.error.contains("fc3.bias") && run.error.contains("element 7"), "\(run.error)")
     }
