@@ -175,17 +175,46 @@ public enum ModelFile {
     }
 }
 
-/// Writes `data` to a temporary file in the same directory, syncs it, and renames it over `path`.
-public func writeAtomically(_ data: Data, to path: String) throws {
-    let temporary = path + ".tmp-\(getpid())"
-    guard FileManager.default.createFile(atPath: temporary, contents: data) else {
-        throw TrainingError.cannotWrite(path: path, reason: "cannot create \(temporary)")
+/// Writes `bytes` to `path + ".tmp-<pid>"`, syncs it, renames it over `path` and syncs the directory, so readers (and
+/// a crash) see either the old file or the complete new one. Every file Fovea writes goes through here. It replaces
+/// only a regular file: a directory, FIFO, device, socket or symbolic link at `path` is refused and left alone.
+/// Failures are `TrainingError.cannotWrite` with the operating system's reason (e.g. no space left on device).
+public func writeAtomically(_ bytes: some ContiguousBytes, to path: String) throws {
+    func failure(_ action: String, _ code: Int32 = errno) -> TrainingError {
+        .cannotWrite(path: path, reason: "\(action): \(String(cString: strerror(code)))")
     }
-    let descriptor = open(temporary, O_RDONLY)
-    if descriptor >= 0 { fsync(descriptor); close(descriptor) }
-    guard rename(temporary, path) == 0 else {
-        unlink(temporary)
-        throw TrainingError.cannotWrite(path: path, reason: String(cString: strerror(errno)))
+    var status = stat()
+    if lstat(path, &status) == 0, status.st_mode & S_IFMT != S_IFREG {
+        throw TrainingError.cannotWrite(path: path, reason: "it exists and is not a regular file; only a regular file is replaced")
+    }
+    let temporary = path + ".tmp-\(getpid())"
+    let descriptor = open(temporary, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0o644)
+    guard descriptor >= 0 else { throw failure("cannot create '\(temporary)'") }
+    var renamed = false
+    defer { if !renamed { unlink(temporary) } }
+    do {
+        defer { close(descriptor) }
+        try bytes.withUnsafeBytes { buffer in
+            var written = 0
+            while written < buffer.count {
+                let result = write(descriptor, buffer.baseAddress.unsafelyUnwrapped + written, buffer.count - written)
+                if result < 0 && errno == EINTR { continue }
+                if result <= 0 { throw failure("writing '\(temporary)' failed", result < 0 ? errno : EIO) }
+                written += result
+            }
+        }
+        guard fsync(descriptor) == 0 else { throw failure("syncing '\(temporary)' failed") }
+    }
+    guard rename(temporary, path) == 0 else { throw failure("renaming '\(temporary)' failed") }
+    renamed = true
+    // Sync the directory so the rename itself survives a crash. Some file systems refuse to sync directories; the
+    // data is already safe then, so that failure is not reported.
+    let slash = path.lastIndex(of: "/")
+    let directory = slash.map { $0 == path.startIndex ? "/" : String(path[..<$0]) } ?? "."
+    let directoryDescriptor = open(directory, O_RDONLY | O_DIRECTORY)
+    if directoryDescriptor >= 0 {
+        _ = fsync(directoryDescriptor)
+        close(directoryDescriptor)
     }
 }
 

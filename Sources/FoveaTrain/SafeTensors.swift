@@ -93,7 +93,7 @@ public enum SafeTensors {
     /// Writes `entries` to `path` atomically: a temporary file is written, synced and renamed,
     /// so a crash leaves either the old file or the new one, never a torn one.
     public static func write(_ entries: [Entry], metadata: [String: String] = [:], to path: String) throws {
-        try writeFileAtomically(encode(entries, metadata: metadata), to: path)
+        try writeAtomically(encode(entries, metadata: metadata), to: path)
     }
 
     /// Reads and validates the safetensors file at `path`.
@@ -243,41 +243,4 @@ private func readFile(path: String) throws -> [UInt8] {
         }
     }
     return Array(bytes.prefix(filled))
-}
-
-/// Writes `bytes` to `path + ".tmp-<pid>"`, syncs it, renames it over `path` and syncs the
-/// directory, so readers (and a crash) see either the old file or the complete new one.
-func writeFileAtomically(_ bytes: [UInt8], to path: String) throws {
-    let temporary = path + ".tmp-\(getpid())"
-    func failure(_ action: String) -> SafeTensorsError {
-        .writeFailed(path: path, reason: "\(action): \(String(cString: strerror(errno)))")
-    }
-    let descriptor = open(temporary, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
-    guard descriptor >= 0 else { throw failure("cannot create '\(temporary)'") }
-    var renamed = false
-    defer { if !renamed { unlink(temporary) } }
-    do {
-        defer { close(descriptor) }
-        try bytes.withUnsafeBytes { buffer in
-            var written = 0
-            while written < buffer.count {
-                let result = write(descriptor, buffer.baseAddress.unsafelyUnwrapped + written, buffer.count - written)
-                if result < 0 && errno == EINTR { continue }
-                if result <= 0 { throw failure("writing '\(temporary)' failed") }
-                written += result
-            }
-        }
-        guard fsync(descriptor) == 0 else { throw failure("syncing '\(temporary)' failed") }
-    }
-    guard rename(temporary, path) == 0 else { throw failure("renaming '\(temporary)' failed") }
-    renamed = true
-    // Sync the directory so the rename itself survives a crash. Some file systems refuse to
-    // sync directories; the data is already safe then, so that failure is not reported.
-    let slash = path.lastIndex(of: "/")
-    let directory = slash.map { $0 == path.startIndex ? "/" : String(path[..<$0]) } ?? "."
-    let directoryDescriptor = open(directory, O_RDONLY | O_DIRECTORY)
-    if directoryDescriptor >= 0 {
-        _ = fsync(directoryDescriptor)
-        close(directoryDescriptor)
-    }
 }

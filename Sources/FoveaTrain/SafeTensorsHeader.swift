@@ -4,8 +4,6 @@ import Foundation
 public enum SafeTensorsError: Error, CustomStringConvertible, Equatable, Sendable {
     /// The file could not be opened or read.
     case unreadableFile(path: String, reason: String)
-    /// The file could not be written, synced or renamed into place.
-    case writeFailed(path: String, reason: String)
     /// The file is shorter than the 8-byte header length.
     case fileTooShort(path: String, byteCount: Int)
     /// The declared header length exceeds the bytes that follow it (or the 100 MB limit).
@@ -36,8 +34,6 @@ public enum SafeTensorsError: Error, CustomStringConvertible, Equatable, Sendabl
         switch self {
         case let .unreadableFile(path, reason):
             return "Cannot read safetensors file '\(path)': \(reason)."
-        case let .writeFailed(path, reason):
-            return "Cannot write safetensors file '\(path)': \(reason)."
         case let .fileTooShort(path, byteCount):
             return "Safetensors file '\(path)' has only \(byteCount) bytes, fewer than the 8-byte header length."
         case let .headerTooLarge(path, headerLength, available):

@@ -1,4 +1,7 @@
 import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
 import FoveaModels
 import FoveaNN
 import FoveaTensor
@@ -87,6 +90,36 @@ struct HostileModelFileTests {
         try Data(count: ModelFile.maximumSidecarBytes + 1).write(to: URL(fileURLWithPath: path))
         let large = try runFovea(["predict", "--weights", weights, image])
         #expect(large.status == 65 && large.error.contains("more than"), "\(large.error)")
+    }
+
+    @Test("every write replaces only a regular file: a FIFO, a folder or a link is refused and left as it was")
+    func writesReplaceOnlyRegularFiles() throws {
+        let directory = try temporaryDirectory("hostile-writes")
+        let fifo = directory + "/fifo", folder = directory + "/folder", link = directory + "/link", plain = directory + "/plain"
+        #expect(mkfifo(fifo, 0o600) == 0)
+        try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: false)
+        try Data("old".utf8).write(to: URL(fileURLWithPath: plain))
+        try FileManager.default.createSymbolicLink(atPath: link, withDestinationPath: plain)
+        for target in [fifo, folder, link] {
+            #expect(throws: TrainingError.cannotWrite(path: target,
+                                                      reason: "it exists and is not a regular file; only a regular file is replaced")) {
+                try writeAtomically(Data("new".utf8), to: target)
+            }
+        }
+        var status = stat()
+        #expect(lstat(fifo, &status) == 0 && status.st_mode & S_IFMT == S_IFIFO)
+        #expect(lstat(link, &status) == 0 && status.st_mode & S_IFMT == S_IFLNK)
+        #expect(try String(contentsOfFile: plain, encoding: .utf8) == "old")
+        try writeAtomically(Data("new".utf8), to: plain)
+        #expect(try String(contentsOfFile: plain, encoding: .utf8) == "new")
+        #expect(try FileManager.default.contentsOfDirectory(atPath: directory).sorted() == ["fifo", "folder", "link", "plain"])
+        // Through the command line: evaluate --output onto a FIFO fails (exit 1) without opening it, so nothing hangs.
+        let (modelDirectory, weights, _) = try Self.writeModel()
+        try writeSyntheticMNIST(to: modelDirectory, trainCount: 20, testCount: 20)
+        let run = try runFovea(["evaluate", "--weights", weights, "--dataset", "mnist", "--data-dir", modelDirectory,
+                                "--output", fifo])
+        #expect(run.status == 1 && run.error.contains(fifo) && run.error.contains("not a regular file"), "\(run.error)")
+        #expect(lstat(fifo, &status) == 0 && status.st_mode & S_IFMT == S_IFIFO)
     }
 
     @Test("a NaN or infinite weight is refused naming the tensor and element, from the library and predict",

@@ -72,7 +72,7 @@ struct SafeTensorsTests {
         }
         #expect(throws: SafeTensorsError.self) { try SafeTensors.encode([.init(name: "w", shape: [-1], values: [])]) }
         #expect(throws: SafeTensorsError.self) { try SafeTensors.encode([.init(name: "__metadata__", shape: [], values: [0])]) }
-        #expect(throws: SafeTensorsError.writeFailed(
+        #expect(throws: TrainingError.cannotWrite(
             path: "/nonexistent-dir/x", reason: "cannot create '/nonexistent-dir/x.tmp-\(getpid())': No such file or directory")) {
             try SafeTensors.write([], to: "/nonexistent-dir/x")
         }
