@@ -100,13 +100,15 @@ public struct IDXFile: Equatable, Sendable {
 
 /// Reads the whole file at `path`, refusing files larger than `limit` bytes.
 func readWholeFile(path: String, limit: Int) throws -> [UInt8] {
-    let descriptor = open(path, O_RDONLY)
+    // O_NONBLOCK: opening a FIFO for reading would otherwise wait for a writer; regular files ignore it.
+    let descriptor = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK)
     guard descriptor >= 0 else { throw DatasetError.unreadableFile(path: path, reason: systemError()) }
     defer { close(descriptor) }
     var status = stat()
     guard fstat(descriptor, &status) == 0 else {
         throw DatasetError.unreadableFile(path: path, reason: systemError())
     }
+    guard status.st_mode & S_IFMT == S_IFREG else { throw DatasetError.unreadableFile(path: path, reason: "not a regular file") }
     let size = Int(status.st_size)
     guard size <= limit else { throw DatasetError.tooLarge(path: path, limitBytes: limit) }
     var bytes = [UInt8](repeating: 0, count: size)

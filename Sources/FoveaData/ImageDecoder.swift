@@ -70,7 +70,8 @@ public enum ImageDecoder {
 
     /// Reads the whole file at `path` into `buffer` (grown as needed) and returns its length in bytes.
     static func readFile(_ path: String, into buffer: ReusableBuffer<UInt8>) throws -> Int {
-        let descriptor = open(path, O_RDONLY | O_CLOEXEC)
+        // O_NONBLOCK: opening a FIFO for reading would otherwise wait for a writer; regular files ignore it.
+        let descriptor = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK)
         guard descriptor >= 0 else { throw ImageError.unreadable(path: path, reason: String(cString: strerror(errno))) }
         defer { close(descriptor) }
         var status = stat()

@@ -225,11 +225,13 @@ public enum SafeTensors {
 /// Reads the whole file at `path`.
 private func readFile(path: String) throws -> [UInt8] {
     func failure() -> SafeTensorsError { .unreadableFile(path: path, reason: String(cString: strerror(errno))) }
-    let descriptor = open(path, O_RDONLY)
+    // O_NONBLOCK: opening a FIFO for reading would otherwise wait for a writer; regular files ignore it.
+    let descriptor = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK)
     guard descriptor >= 0 else { throw failure() }
     defer { close(descriptor) }
     var status = stat()
     guard fstat(descriptor, &status) == 0 else { throw failure() }
+    guard status.st_mode & S_IFMT == S_IFREG else { throw SafeTensorsError.unreadableFile(path: path, reason: "not a regular file") }
     var bytes = [UInt8](repeating: 0, count: Int(status.st_size))
     var filled = 0
     try bytes.withUnsafeMutableBytes { buffer in

@@ -2,6 +2,7 @@ import Foundation
 #if canImport(Glibc)
 import Glibc
 #endif
+import FoveaData
 import FoveaModels
 import FoveaNN
 import FoveaTensor
@@ -120,6 +121,30 @@ struct HostileModelFileTests {
                                 "--output", fifo])
         #expect(run.status == 1 && run.error.contains(fifo) && run.error.contains("not a regular file"), "\(run.error)")
         #expect(lstat(fifo, &status) == 0 && status.st_mode & S_IFMT == S_IFIFO)
+    }
+
+    @Test("every reader refuses a FIFO at once instead of waiting for a writer: IDX, safetensors, images, predict, train")
+    func readersRefuseFIFOs() throws {
+        let directory = try temporaryDirectory("hostile-fifo")
+        let fifo = directory + "/fifo"
+        #expect(mkfifo(fifo, 0o600) == 0)
+        #expect(throws: DatasetError.unreadableFile(path: fifo, reason: "not a regular file")) { try IDXFile.read(path: fifo) }
+        #expect(throws: SafeTensorsError.unreadableFile(path: fifo, reason: "not a regular file")) { try SafeTensors.read(path: fifo) }
+        #expect(throws: ImageError.self) { try ImageDecoder.decode(path: fifo, channels: 1) }
+        let (modelDirectory, weights, _) = try Self.writeModel()
+        let predict = try runFovea(["predict", "--weights", weights, fifo])
+        #expect(predict.status == 65 && predict.error.contains(fifo) && predict.error.contains("not a regular file"), "\(predict.error)")
+        try writeSyntheticMNIST(to: modelDirectory, trainCount: 20, testCount: 20)
+        let images = modelDirectory + "/train-images-idx3-ubyte"
+        try FileManager.default.removeItem(atPath: images)
+        #expect(mkfifo(images, 0o600) == 0)
+        let train = try runFovea(["train", "--dataset", "mnist", "--data-dir", modelDirectory, "--epochs", "1", "--quiet"])
+        #expect(train.status == 65 && train.error.contains(images), "\(train.error)")
+        let weightsFIFO = directory + "/model.safetensors"
+        #expect(mkfifo(weightsFIFO, 0o600) == 0)
+        try FileManager.default.copyItem(atPath: ModelFile.sidecarPath(for: weights), toPath: ModelFile.sidecarPath(for: weightsFIFO))
+        let fifoWeights = try runFovea(["predict", "--weights", weightsFIFO, fifo])
+        #expect(fifoWeights.status == 65 && fifoWeights.error.contains(weightsFIFO), "\(fifoWeights.error)")
     }
 
     @Test("a NaN or infinite weight is refused naming the tensor and element, from the library and predict",
