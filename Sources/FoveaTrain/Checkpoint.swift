@@ -66,8 +66,11 @@ extension TrainingProgress {
 public enum Checkpoint {
     static let metadataKey = "fovea_checkpoint"
 
+    /// The format written; version 2 always carries the SHA-256 of its contents (`SafeTensors.digestKey`).
+    static let format = "fovea-checkpoint/2"
+
     struct Metadata: Codable {
-        var format = "fovea-checkpoint/1"
+        var format = Checkpoint.format
         var options: TrainingOptions
         var progress: TrainingProgress
         var optimizerCounters: [String: Int]
@@ -121,10 +124,26 @@ public enum Checkpoint {
             }
         }
         try ModelFile.assign(weights, to: model, path: path)
+        for (kind, tensors) in [("optimizer", optimizerTensors), ("ema", averaged)] {
+            for (name, tensor) in tensors.sorted(by: { $0.key < $1.key }) {
+                if let index = try tensor.toArray().firstIndex(where: { !$0.isFinite }) {
+                    throw TrainingError.badModelFile(path: path, reason: "\(kind)/\(name) holds a NaN or infinite value at element \(index)")
+                }
+            }
+        }
         do {
             try optimizer.restore(OptimizerState(tensors: optimizerTensors, counters: metadata.optimizerCounters))
         } catch {
             throw TrainingError.badModelFile(path: path, reason: "optimizer state does not fit: \(error)")
+        }
+        // Every saved slot must have found its parameter: a tensor the optimizer did not take is a damaged name.
+        let taken = Set(optimizer.state().tensors.keys)
+        if let stray = optimizerTensors.keys.sorted().first(where: { !taken.contains($0) }) {
+            throw TrainingError.badModelFile(path: path, reason: "optimizer/\(stray) belongs to no parameter of this optimizer")
+        }
+        let randomized = Set(model.namedLayers().filter { $0.1 is any RandomizedLayer }.map(\.0))
+        if let stray = metadata.progress.generators.keys.sorted().first(where: { !randomized.contains($0) }) {
+            throw TrainingError.badModelFile(path: path, reason: "generator state for '\(stray.prefix(80))', which is no randomised layer of the model")
         }
         if let average {
             do { try average.restore(averaged) } catch {
@@ -139,12 +158,58 @@ public enum Checkpoint {
         return metadata.progress
     }
 
+    /// Decodes and checks the metadata: a known format (version 2 with its digest, which `SafeTensors.decode` has
+    /// already checked), options without unknown keys and within the ranges `TrainingOptions.problem()` allows, and
+    /// progress whose fields are possible (`TrainingProgress.problem`).
     private static func decodeMetadata(_ path: String, _ metadata: [String: String]) throws -> Metadata {
-        guard let json = metadata[metadataKey] else {
-            throw TrainingError.badModelFile(path: path, reason: "not a Fovea checkpoint (no \(metadataKey) metadata)")
+        func bad(_ reason: String) -> TrainingError { .badModelFile(path: path, reason: reason) }
+        guard let json = metadata[metadataKey] else { throw bad("not a Fovea checkpoint (no \(metadataKey) metadata)") }
+        let decoded: Metadata
+        do { decoded = try JSONDecoder().decode(Metadata.self, from: Data(json.utf8)) } catch {
+            throw bad("checkpoint metadata is not valid: \(error)")
         }
-        do { return try JSONDecoder().decode(Metadata.self, from: Data(json.utf8)) } catch {
-            throw TrainingError.badModelFile(path: path, reason: "checkpoint metadata is not valid: \(error)")
+        switch decoded.format {
+        case "fovea-checkpoint/1": break
+        case format where metadata[SafeTensors.digestKey] != nil: break
+        case format: throw bad("checkpoint of format \(format) without its \(SafeTensors.digestKey) digest")
+        default: throw bad("unknown checkpoint format '\(decoded.format.prefix(40))' (this Fovea reads \(format))")
         }
+        // Decoding fills options it does not find with defaults: a misspelt key would silently change the run.
+        if let object = try? JSONSerialization.jsonObject(with: Data(json.utf8)) as? [String: Any],
+           let options = object["options"] as? [String: Any] {
+            let known = Set(TrainingOptions.CodingKeys.allCases.map(\.stringValue))
+            if let unknown = options.keys.sorted().first(where: { !known.contains($0) }) {
+                throw bad("checkpoint option '\(unknown.prefix(40))' is not an option of fovea train")
+            }
+        }
+        if let problem = decoded.options.problem() { throw bad("checkpoint options: \(problem)") }
+        if let problem = decoded.progress.problem(epochs: decoded.options.epochs) { throw bad("checkpoint progress: \(problem)") }
+        if let (name, value) = decoded.optimizerCounters.first(where: { $0.value < 0 }) {
+            throw bad("checkpoint optimizer counter \(name.prefix(40)) is \(value)")
+        }
+        return decoded
+    }
+}
+
+extension TrainingProgress {
+    /// What is impossible about this progress for a run of `epochs` epochs, or nil; `batches` and `samples` (per
+    /// epoch), when known, bound the position within the epoch.
+    public func problem(epochs: Int, batches: Int? = nil, samples: Int? = nil) -> String? {
+        let sampleLimit = samples ?? Int.max
+        if !(1...epochs + 1).contains(epoch) { return "epoch \(epoch) is not 1 to \(epochs + 1)" }
+        if batch < 0 || batch > (batches ?? Int.max) { return "batch \(batch) is not 0 to \(batches.map(String.init) ?? "the batches of an epoch")" }
+        if step < 0 { return "step \(step) is negative" }
+        if epochSamples < -1 || epochSamples > sampleLimit { return "epoch_samples \(epochSamples) is out of range" }
+        if !lossSum.isFinite || lossSum < 0 { return "loss sum \(lossSum) is not a finite number ≥ 0" }
+        if correct < 0 || correct > max(epochSamples, 0) && epochSamples >= 0 { return "correct \(correct) is not 0 to \(max(epochSamples, 0))" }
+        if epochSkipped < 0 || epochSkipped > sampleLimit { return "epoch_skipped \(epochSkipped) is out of range" }
+        if history.count != epoch - 1 { return "\(history.count) finished epochs in the history at epoch \(epoch)" }
+        if let index = history.indices.first(where: { history[$0].epoch != $0 + 1 }) {
+            return "history entry \(index + 1) is of epoch \(history[index].epoch)"
+        }
+        if let bestEpoch, !(1..<epoch).contains(bestEpoch) { return "best epoch \(bestEpoch) is not a finished epoch" }
+        if let bestMetric, !bestMetric.isFinite { return "best metric \(bestMetric) is not finite" }
+        if stoppedEarly && epoch > epochs + 1 { return "stopped early after the last epoch" }
+        return nil
     }
 }

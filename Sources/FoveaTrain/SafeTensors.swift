@@ -1,4 +1,5 @@
 import Foundation
+import FoveaTensor
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Darwin)
@@ -14,7 +15,8 @@ import Darwin
 /// `{`, offsets are in range, sizes agree with shapes, and tensors cover the buffer exactly,
 /// without overlaps or holes. Fovea writes F32 only; it reads F32 and converts F64, F16, BF16,
 /// and the integer and BOOL types to `Float` (integers above 2²⁴ round to the nearest Float,
-/// which suits torchvision's `num_batches_tracked`).
+/// which suits torchvision's `num_batches_tracked`). Every file Fovea writes carries a SHA-256 of its contents in
+/// the metadata (`digestKey`), checked on reading, so a damaged byte is an error instead of different weights.
 public enum SafeTensors {
     /// One named tensor: a row-major shape and its values.
     public struct Entry: Equatable, Sendable {
@@ -42,18 +44,21 @@ public enum SafeTensors {
         "BF16": 2, "I32": 4, "U32": 4, "F32": 4, "I64": 8, "U64": 8, "F64": 8,
     ]
 
-    /// Serialises `entries` (stored in name order) and `metadata` as a safetensors file.
+    /// The metadata key of the SHA-256 that Fovea stores in every file it writes. It covers the rest of the header and
+    /// the whole data buffer, so a damaged byte anywhere (a tensor value, a shape, a name, an option in the metadata)
+    /// is found on reading. Files without it (written by other tools, or by Fovea before it kept one) are read as they are.
+    public static let digestKey = "fovea_sha256"
+
+    /// Serialises `entries` (stored in name order) and `metadata` as a safetensors file, with the SHA-256 of the
+    /// contents under `digestKey` in the metadata.
     ///
     /// The header is padded with spaces so the data starts 8-byte aligned, as the reference writer does.
-    /// - Throws: `SafeTensorsError.invalidTensor` for a duplicate or reserved name, a negative
-    ///   dimension, or a value count that does not match the shape.
+    /// - Throws: `SafeTensorsError.invalidTensor` for a duplicate or reserved name (`__metadata__`, or `digestKey` as a
+    ///   metadata key), a negative dimension, or a value count that does not match the shape.
     public static func encode(_ entries: [Entry], metadata: [String: String] = [:]) throws -> [UInt8] {
         let sorted = entries.sorted { $0.name < $1.name }
-        var header = "{"
-        if !metadata.isEmpty {
-            let pairs = metadata.sorted { $0.key < $1.key }.map { jsonString($0.key) + ":" + jsonString($0.value) }
-            header += "\"__metadata__\":{" + pairs.joined(separator: ",") + "}"
-        }
+        if metadata[digestKey] != nil { throw SafeTensorsError.invalidTensor(name: digestKey, reason: "the metadata key is reserved") }
+        var layout: [SafeTensorsHeader.Tensor] = []
         var offset = 0
         var previous: String?
         for entry in sorted {
@@ -63,31 +68,58 @@ public enum SafeTensors {
                 throw SafeTensorsError.invalidTensor(
                     name: entry.name, reason: "shape \(entry.shape) does not hold \(entry.values.count) values")
             }
-            if header.count > 1 { header += "," }
-            header += jsonString(entry.name) + ":{\"dtype\":\"F32\",\"shape\":["
-                + entry.shape.map(String.init).joined(separator: ",")
-                + "],\"data_offsets\":[\(offset),\(offset + 4 * count)]}"
+            layout.append(.init(name: entry.name, dataType: "F32", shape: entry.shape, elementCount: count,
+                                begin: offset, end: offset + 4 * count))
             offset += 4 * count
             previous = entry.name
         }
-        header += "}"
-        var headerBytes = Array(header.utf8)
+        var data: [UInt8] = []
+        data.reserveCapacity(offset)
+        for entry in sorted {
+            #if _endian(little)
+            entry.values.withUnsafeBytes { data.append(contentsOf: $0) }
+            #else
+            for value in entry.values {
+                withUnsafeBytes(of: value.bitPattern.littleEndian) { data.append(contentsOf: $0) }
+            }
+            #endif
+        }
+        var signed = metadata
+        data.withUnsafeBytes { signed[digestKey] = digest(header: header(layout, metadata: metadata), data: $0) }
+        var headerBytes = Array(header(layout, metadata: signed).utf8)
         while (8 + headerBytes.count) % 8 != 0 { headerBytes.append(UInt8(ascii: " ")) }
 
         var output: [UInt8] = []
         output.reserveCapacity(8 + headerBytes.count + offset)
         withUnsafeBytes(of: UInt64(headerBytes.count).littleEndian) { output.append(contentsOf: $0) }
         output += headerBytes
-        for entry in sorted {
-            #if _endian(little)
-            entry.values.withUnsafeBytes { output.append(contentsOf: $0) }
-            #else
-            for value in entry.values {
-                withUnsafeBytes(of: value.bitPattern.littleEndian) { output.append(contentsOf: $0) }
-            }
-            #endif
-        }
+        output += data
         return output
+    }
+
+    /// The JSON header for tensors laid out as `tensors` (in name order) with `metadata`, unpadded. Reading rebuilds
+    /// it from a parsed header to check the digest, so it depends only on the values, never on the file's spelling.
+    private static func header(_ tensors: [SafeTensorsHeader.Tensor], metadata: [String: String]) -> String {
+        var header = "{"
+        if !metadata.isEmpty {
+            let pairs = metadata.sorted { $0.key < $1.key }.map { jsonString($0.key) + ":" + jsonString($0.value) }
+            header += "\"__metadata__\":{" + pairs.joined(separator: ",") + "}"
+        }
+        for tensor in tensors {
+            if header.count > 1 { header += "," }
+            header += jsonString(tensor.name) + ":{\"dtype\":" + jsonString(tensor.dataType) + ",\"shape\":["
+                + tensor.shape.map(String.init).joined(separator: ",")
+                + "],\"data_offsets\":[\(tensor.begin),\(tensor.end)]}"
+        }
+        return header + "}"
+    }
+
+    /// The SHA-256 of a header without its digest followed by the data buffer.
+    private static func digest(header: String, data: UnsafeRawBufferPointer) -> String {
+        var hash = SHA256()
+        hash.update(Array(header.utf8))
+        hash.update(data)
+        return hash.hexDigest()
     }
 
     /// Writes `entries` to `path` atomically: a temporary file is written, synced and renamed,
@@ -134,6 +166,14 @@ public enum SafeTensors {
         }
         if covered < bufferSize { throw SafeTensorsError.uncoveredBytes(path: path, begin: covered, end: bufferSize) }
 
+        if let stored = header.metadata[digestKey] {
+            var unsigned = header.metadata
+            unsigned[digestKey] = nil
+            let computed = bytes.withUnsafeBytes {
+                digest(header: Self.header(header.tensors, metadata: unsigned), data: UnsafeRawBufferPointer(rebasing: $0[headerEnd...]))
+            }
+            guard computed == stored else { throw SafeTensorsError.damaged(path: path, stored: stored, computed: computed) }
+        }
         var entries: [String: Entry] = [:]
         bytes.withUnsafeBytes { raw in
             let buffer = UnsafeRawBufferPointer(rebasing: raw[headerEnd...])

@@ -26,6 +26,8 @@ public enum SafeTensorsError: Error, CustomStringConvertible, Equatable, Sendabl
     case overlappingTensors(path: String, name: String, other: String)
     /// Bytes `begin..<end` of the data buffer belong to no tensor.
     case uncoveredBytes(path: String, begin: Int, end: Int)
+    /// The contents do not match the SHA-256 stored in the file when it was written (`SafeTensors.digestKey`).
+    case damaged(path: String, stored: String, computed: String)
     /// A tensor handed to `encode` cannot be stored (duplicate or reserved name, bad shape).
     case invalidTensor(name: String, reason: String)
 
@@ -59,6 +61,9 @@ public enum SafeTensorsError: Error, CustomStringConvertible, Equatable, Sendabl
             return "Safetensors file '\(path)': tensor '\(name)' overlaps tensor '\(other)'."
         case let .uncoveredBytes(path, begin, end):
             return "Safetensors file '\(path)': data bytes \(begin)..<\(end) belong to no tensor."
+        case let .damaged(path, stored, computed):
+            return "Safetensors file '\(path)' is damaged: its contents have SHA-256 \(computed.prefix(16))…, not the "
+                + "\(stored.prefix(16))… stored when it was written (a changed byte in its tensors or header)."
         case let .invalidTensor(name, reason):
             return "Cannot store tensor '\(name)': \(reason)."
         }

@@ -361,6 +361,10 @@ public final class Trainer {
             throw TrainingError.invalidOption("--drop-last with \(train.count) training samples and --batch-size "
                                               + "\(options.batchSize) leaves no batch to train on")
         }
+        if resume, let problem = state.problem(epochs: options.epochs, batches: batchesPerEpoch, samples: train.count) {
+            throw TrainingError.badModelFile(path: output?.file(Self.lastCheckpointName) ?? "checkpoint",
+                                             reason: "checkpoint progress: \(problem)")
+        }
         if state.epochSamples < 0 { state.epochSamples = state.batch * options.batchSize }
         // Test samples skipped in the epoch's evaluation (training ones are counted in `state`).
         let skippedInTest = options.skipBadFiles ? SkippedSampleCollector() : nil

@@ -141,7 +141,7 @@ public struct TrainingOptions: Codable, Equatable, Sendable {
         maximumImagePixels = try container.decodeIfPresent(Int.self, forKey: .maximumImagePixels) ?? defaults.maximumImagePixels
     }
 
-    enum CodingKeys: String, CodingKey {
+    enum CodingKeys: String, CodingKey, CaseIterable {
         case model, dataset, epochs, optimizer, nesterov, schedule, seed
         case dataDirectory = "data_dir", batchSize = "batch_size", learningRate = "lr", momentum, weightDecay = "weight_decay"
         case stepEpochs = "step_epochs", stepGamma = "gamma", labelSmoothing = "label_smoothing", milestones

@@ -28,8 +28,11 @@ struct SafeTensorsTests {
             .init(name: "a", shape: [], values: [3]),
         ])
         // Entries sorted by name, offsets relative to the buffer, header padded to 8-byte alignment.
-        let header = #"{"a":{"dtype":"F32","shape":[],"data_offsets":[0,4]},"#
+        let tensors = #""a":{"dtype":"F32","shape":[],"data_offsets":[0,4]},"#
             + #""b":{"dtype":"F32","shape":[2],"data_offsets":[4,12]}}"#
+        // The digest covers the header as it would be without it, then the data (sha256sum computes it here).
+        let digest = try IntegrityTests.referenceDigest(Array(("{" + tensors).utf8) + floatBytes([3, 1, 2]))
+        let header = #"{"__metadata__":{"fovea_sha256":""# + digest + #""},"# + tensors
         let padded = header + String(repeating: " ", count: (8 - (8 + header.utf8.count) % 8) % 8)
         #expect(bytes == handMade(padded, data: floatBytes([3, 1, 2])))
         #expect(bytes.count % 8 == 4)  // 8 + padded header is aligned; 12 data bytes follow.
@@ -53,7 +56,8 @@ struct SafeTensorsTests {
         #expect(try FileManager.default.contentsOfDirectory(atPath: directory) == ["model.safetensors"])
 
         let file = try SafeTensors.read(path: path)
-        #expect(file.metadata == metadata)
+        #expect(file.metadata.filter { $0.key != SafeTensors.digestKey } == metadata)
+        #expect(file.metadata[SafeTensors.digestKey]?.count == 64)
         #expect(file.entries.count == entries.count)
         for original in entries {
             let loaded = try #require(file.entries[original.name])

@@ -1,5 +1,6 @@
 #ifndef FOVEA_KERNELS_H
 #define FOVEA_KERNELS_H
+#include <stddef.h>
 #include <stdint.h>
 
 /// The shape of one max pooling over `groups` planes of height×width pixels with `lanes` contiguous values per pixel
@@ -44,5 +45,16 @@ void fovea_silu_inplace(float *values, long count);
 /// The same on the calling thread with the portable loop (AVX2 or baseline vectors), which `fovea_silu_inplace` uses
 /// only where AVX-512 is missing: for tests on machines that have it.
 void fovea_silu_portable(float *values, long count);
+
+/// SHA-256 (FIPS 180-4), fed in pieces: init, update with each piece in order, final writes the 32-byte digest.
+typedef struct {
+    uint32_t state[8];
+    uint64_t length;
+    uint8_t block[64];
+    int filled;
+} fovea_sha256_context;
+void fovea_sha256_init(fovea_sha256_context *context);
+void fovea_sha256_update(fovea_sha256_context *context, const void *data, size_t size);
+void fovea_sha256_final(fovea_sha256_context *context, uint8_t digest[32]);
 
 #endif
