@@ -24,6 +24,8 @@ public struct CIFARDataset: LabeledImages {
     public let labels: [Int32]
     /// Class names read from the release's name file, if it is there.
     public let classNames: [String]?
+    /// The largest batch file read (the release's are 30.7 MB for CIFAR-10 and 154 MB for CIFAR-100's training set).
+    public static let maximumFileBytes = 1 << 30
 
     /// Loads a split from `directory`, keeping the first `limit` samples if given.
     /// - Throws: `DatasetError` naming the folder or file at fault (missing, wrong size, bad label).
@@ -51,12 +53,9 @@ public struct CIFARDataset: LabeledImages {
             guard FileManager.default.fileExists(atPath: path) else {
                 throw DatasetError.missingFile(directory: folder, expected: [name])
             }
-            guard let data = FileManager.default.contents(atPath: path) else {
-                throw DatasetError.unreadableFile(path: path, reason: "cannot open")
-            }
+            let data = try readWholeFile(path: path, limit: Self.maximumFileBytes)
             guard !data.isEmpty, data.count % recordSize == 0 else {
-                let expected = max(1, (data.count + recordSize - 1) / recordSize) * recordSize
-                throw DatasetError.sizeMismatch(path: path, expectedBytes: expected, actualBytes: data.count)
+                throw DatasetError.partialRecord(path: path, byteCount: data.count, recordSize: recordSize)
             }
             let records = data.count / recordSize
             pixels.reserveCapacity(pixels.count + records * 3072)
@@ -80,7 +79,9 @@ public struct CIFARDataset: LabeledImages {
         self.labels = Array(labels.prefix(count))
         let nameFile = joinPath(folder, isTen ? "batches.meta.txt"
                                     : (variant == .cifar100(fine: true) ? "fine_label_names.txt" : "coarse_label_names.txt"))
-        let listed = (try? String(contentsOfFile: nameFile, encoding: .utf8))?
+        // Names are optional: a missing name file leaves the classes numbered; one that is there must be readable.
+        let nameBytes = FileManager.default.fileExists(atPath: nameFile) ? try readWholeFile(path: nameFile, limit: 1 << 20) : nil
+        let listed = nameBytes.map { String(decoding: $0, as: UTF8.self) }?
             .split(whereSeparator: \.isNewline).map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
         classNames = listed?.count == classCount ? listed : nil
     }

@@ -13,6 +13,10 @@ public enum DatasetError: Error, CustomStringConvertible, Equatable, Sendable {
     case truncated(path: String, expectedBytes: Int, actualBytes: Int)
     /// The file (after decompression) holds more bytes than its header describes.
     case sizeMismatch(path: String, expectedBytes: Int, actualBytes: Int)
+    /// The decompressed stream goes on past the `expectedBytes` its header describes (reading stopped there).
+    case exceedsHeader(path: String, expectedBytes: Int)
+    /// A file of fixed-size records (CIFAR) is empty or ends inside a record.
+    case partialRecord(path: String, byteCount: Int, recordSize: Int)
     /// The first four bytes are not an IDX magic number (`00 00 <type> <rank>`).
     case badMagic(path: String, found: UInt32)
     /// The IDX element type code is not 0x08 (unsigned byte), the only type the MNIST family uses.
@@ -50,9 +54,18 @@ public enum DatasetError: Error, CustomStringConvertible, Equatable, Sendable {
             return "Cannot read '\(path)': \(reason)."
         case let .truncated(path, expectedBytes, actualBytes):
             return "File '\(path)' is truncated: expected \(expectedBytes) bytes but found only \(actualBytes)."
+        case let .sizeMismatch(path, expectedBytes, actualBytes) where actualBytes < expectedBytes:
+            return "File '\(path)' has \(actualBytes) bytes but its header describes \(expectedBytes); "
+                + "\(expectedBytes - actualBytes) bytes are missing."
         case let .sizeMismatch(path, expectedBytes, actualBytes):
             return "File '\(path)' has \(actualBytes) bytes but its header describes \(expectedBytes); "
                 + "\(actualBytes - expectedBytes) unexpected trailing bytes."
+        case let .partialRecord(path, byteCount, recordSize):
+            return "File '\(path)' has \(byteCount) bytes, which is not a whole number of \(recordSize)-byte records "
+                + "(\(byteCount / recordSize) records and \(byteCount % recordSize) bytes over)."
+        case let .exceedsHeader(path, expectedBytes):
+            return "File '\(path)' decompresses to more than the \(expectedBytes) bytes its header describes "
+                + "(reading stopped there)."
         case let .badMagic(path, found):
             return "File '\(path)' is not an IDX file: magic number 0x\(hex(found)) should be 0x000008NN."
         case let .unsupportedDataType(path, code):

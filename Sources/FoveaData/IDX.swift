@@ -36,35 +36,36 @@ public struct IDXFile: Equatable, Sendable {
         let limit = maximumByteCount + 1024
         let contents = try readWholeFile(path: path, limit: limit)
         if Gzip.isCompressed(contents) {
-            return try decode(Gzip.decompress(contents, path: path, limit: limit), path: path)
+            // The header, once decompressed, says how many bytes follow: decompression stops at the first byte past
+            // them and memory is reserved for no more (a small file claiming or holding gigabytes takes no gigabytes).
+            let decompressed = try Gzip.decompress(contents, path: path, limit: limit) { prefix in
+                try header(prefix, path: path)?.total
+            }
+            return try decode(decompressed, path: path)
         }
         return try decode(contents, path: path)
     }
 
-    /// Parses uncompressed IDX `contents`; `path` is only used in error messages.
-    ///
-    /// The byte counts in `.truncated` and `.sizeMismatch` are whole-file sizes, header included.
-    public static func decode(_ contents: [UInt8], path: String) throws -> IDXFile {
-        guard contents.count >= 4 else {
-            throw DatasetError.truncated(path: path, expectedBytes: 4, actualBytes: contents.count)
-        }
-        let magic = contents[0..<4].reduce(UInt32(0)) { $0 << 8 | UInt32($1) }
+    /// What the header at the start of `prefix` declares: dimensions, header length and total file size; nil while
+    /// `prefix` ends inside the header. Throws for a bad magic number, an unsupported type or dimensions too large.
+    static func header(_ prefix: ArraySlice<UInt8>, path: String) throws -> (dimensions: [Int], length: Int, total: Int)? {
+        let start = prefix.startIndex
+        guard prefix.count >= 4 else { return nil }
+        let magic = prefix[start..<start + 4].reduce(UInt32(0)) { $0 << 8 | UInt32($1) }
         let knownTypes: Set<UInt8> = [0x08, 0x09, 0x0B, 0x0C, 0x0D, 0x0E]
-        guard contents[0] == 0, contents[1] == 0, knownTypes.contains(contents[2]) else {
+        guard prefix[start] == 0, prefix[start + 1] == 0, knownTypes.contains(prefix[start + 2]) else {
             throw DatasetError.badMagic(path: path, found: magic)
         }
-        guard contents[2] == 0x08 else {
-            throw DatasetError.unsupportedDataType(path: path, code: contents[2])
+        guard prefix[start + 2] == 0x08 else {
+            throw DatasetError.unsupportedDataType(path: path, code: prefix[start + 2])
         }
-        let rank = Int(contents[3])
+        let rank = Int(prefix[start + 3])
         let headerLength = 4 + 4 * rank
-        guard contents.count >= headerLength else {
-            throw DatasetError.truncated(path: path, expectedBytes: headerLength, actualBytes: contents.count)
-        }
+        guard prefix.count >= headerLength else { return nil }
         var dimensions: [Int] = []
         for axis in 0..<rank {
-            let start = 4 + 4 * axis
-            dimensions.append(Int(contents[start..<start + 4].reduce(UInt32(0)) { $0 << 8 | UInt32($1) }))
+            let first = start + 4 + 4 * axis
+            dimensions.append(Int(prefix[first..<first + 4].reduce(UInt32(0)) { $0 << 8 | UInt32($1) }))
         }
         var elementCount = 1
         for dimension in dimensions {
@@ -74,7 +75,17 @@ public struct IDXFile: Equatable, Sendable {
             }
             elementCount = product
         }
-        let expected = headerLength + elementCount
+        return (dimensions, headerLength, headerLength + elementCount)
+    }
+
+    /// Parses uncompressed IDX `contents`; `path` is only used in error messages.
+    ///
+    /// The byte counts in `.truncated` and `.sizeMismatch` are whole-file sizes, header included.
+    public static func decode(_ contents: [UInt8], path: String) throws -> IDXFile {
+        guard let (dimensions, headerLength, expected) = try header(contents[...], path: path) else {
+            let needed = contents.count < 4 ? 4 : 4 + 4 * Int(contents[3])
+            throw DatasetError.truncated(path: path, expectedBytes: needed, actualBytes: contents.count)
+        }
         if contents.count < expected {
             throw DatasetError.truncated(path: path, expectedBytes: expected, actualBytes: contents.count)
         }
@@ -139,8 +150,14 @@ enum Gzip {
         bytes.count >= 2 && bytes[0] == 0x1F && bytes[1] == 0x8B
     }
 
-    /// Decompresses every gzip member of `input`, refusing output beyond `limit` bytes.
-    static func decompress(_ input: [UInt8], path: String, limit: Int) throws -> [UInt8] {
+    /// DEFLATE expands at most about 1032 : 1; a larger claim is a lie.
+    static let maximumRatio = 1032
+
+    /// Decompresses every gzip member of `input`, refusing output beyond `limit` bytes. `expectedSize`, given what
+    /// has been decompressed so far, returns the whole output's size once it can tell (e.g. from a header); from
+    /// then on exactly that much is reserved and one byte more is an error.
+    static func decompress(_ input: [UInt8], path: String, limit: Int,
+                           expectedSize: ((ArraySlice<UInt8>) throws -> Int?)? = nil) throws -> [UInt8] {
         func failure(_ reason: String) -> DatasetError { .corruptGzip(path: path, reason: reason) }
         var stream = z_stream()
         // 16 + MAX_WBITS asks zlib for a gzip wrapper (header and CRC-32 trailer), not zlib's own.
@@ -150,7 +167,8 @@ enum Gzip {
         defer { inflateEnd(&stream) }
 
         var output: [UInt8] = []
-        output.reserveCapacity(sizeHint(input))
+        var expected: Int?
+        var limit = limit
         let chunkSize = 1 << 18
         let chunk = UnsafeMutablePointer<UInt8>.allocate(capacity: chunkSize)
         defer { chunk.deallocate() }
@@ -170,9 +188,19 @@ enum Gzip {
                 let status = inflate(&stream, Z_NO_FLUSH)
                 let produced = chunkSize - Int(stream.avail_out)
                 guard output.count + produced <= limit else {
+                    if let expected { throw DatasetError.exceedsHeader(path: path, expectedBytes: expected) }
                     throw DatasetError.tooLarge(path: path, limitBytes: limit)
                 }
                 output.append(contentsOf: UnsafeBufferPointer(start: chunk, count: produced))
+                if expected == nil, let expectedSize, let size = try expectedSize(output[...]) {
+                    guard size <= limit else { throw DatasetError.tooLarge(path: path, limitBytes: limit) }
+                    guard size / maximumRatio <= input.count else {
+                        throw failure("the header claims \(size) bytes, more than \(input.count) compressed bytes can hold")
+                    }
+                    (expected, limit) = (size, size)
+                    // Reserved, not touched: the pages become resident only as data arrives.
+                    output.reserveCapacity(size)
+                }
                 switch status {
                 case Z_OK:
                     continue
@@ -199,13 +227,5 @@ enum Gzip {
                 }
             }
         }
-    }
-
-    /// A capacity to reserve: the trailer's size (modulo 2³²), bounded by what is plausible.
-    private static func sizeHint(_ input: [UInt8]) -> Int {
-        guard input.count >= 18 else { return 0 }
-        let trailer = input.suffix(4).reversed().reduce(0) { $0 << 8 | Int($1) }
-        // DEFLATE cannot expand more than about 1032 : 1, so a larger claim is a lie.
-        return min(trailer, input.count * 1032, 1 << 30)
     }
 }

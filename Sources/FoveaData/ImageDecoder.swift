@@ -159,8 +159,44 @@ public enum ImageDecoder {
         return InterleavedImage(width: w, height: h, bytesPerPixel: stride, pixels: pixels)
     }
 
+    /// Walks the chunks of a PNG before libpng sees it: every chunk must fit in the file (libpng allocates what a
+    /// chunk's length claims before reading it, so a 53-byte file could ask for 2 GB). Returns a copy without the
+    /// text chunks (tEXt, zTXt, iTXt: never used here, and zTXt/iTXt are compressed) when there are any, else nil.
+    static func checkPNGChunks(_ bytes: UnsafeRawBufferPointer, path: String) throws -> [UInt8]? {
+        func bad(_ reason: String) -> ImageError { .corrupt(path: path, format: "PNG", reason: reason) }
+        let textChunks: Set<String> = ["tEXt", "zTXt", "iTXt"]
+        var position = 8, kept: [Range<Int>] = [0..<8], stripped = false
+        while position + 8 <= bytes.count {
+            let length = bytes[position..<position + 4].reduce(0) { $0 << 8 | Int($1) }
+            let type = String(decoding: bytes[position + 4..<position + 8], as: UTF8.self)
+            let remaining = bytes.count - position - 12
+            guard length <= 0x7FFF_FFFF, length <= remaining else {
+                throw bad("chunk '\(type.prefix(4))' at byte \(position) claims \(length) bytes but the file has \(max(remaining, 0)) left")
+            }
+            let end = position + 12 + length
+            if textChunks.contains(type) { stripped = true } else { kept.append(position..<end) }
+            position = end
+            if type == "IEND" { break }
+        }
+        // A file that ends inside a chunk header is left to libpng, which reports it as truncated.
+        if position < bytes.count { kept.append(position..<bytes.count) }
+        guard stripped else { return nil }
+        var copy: [UInt8] = []
+        copy.reserveCapacity(bytes.count)
+        for range in kept { copy.append(contentsOf: bytes[range]) }
+        return copy
+    }
+
     private static func decodePNG(_ bytes: UnsafeRawBufferPointer, _ path: String, _ grey: Bool, _ limit: Int,
                                   _ buffers: DecodeBuffers) throws -> InterleavedImage {
+        if let stripped = try checkPNGChunks(bytes, path: path) {
+            return try stripped.withUnsafeBytes { try decodePNGChecked($0, path, grey, limit, buffers) }
+        }
+        return try decodePNGChecked(bytes, path, grey, limit, buffers)
+    }
+
+    private static func decodePNGChecked(_ bytes: UnsafeRawBufferPointer, _ path: String, _ grey: Bool, _ limit: Int,
+                                         _ buffers: DecodeBuffers) throws -> InterleavedImage {
         var image = png_image()
         image.version = UInt32(PNG_IMAGE_VERSION)
         let message = { (image: inout png_image) -> String in

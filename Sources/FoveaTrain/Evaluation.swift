@@ -74,6 +74,10 @@ public func evaluate(model: Layer, on data: ImageClassificationSet, batchSize: I
             }
             lossSum += Double(try crossEntropy(logits: logits, labels: labels).scalarValue) * Double(slice.count)
             try logits.withPlainElements { values in
+                if let index = values.firstIndex(where: { !$0.isFinite }) {
+                    let sample = slice[slice.startIndex + index / classCount]
+                    throw TrainingError.nonFiniteOutput(input: "\(split) sample \(sample)", value: values[index])
+                }
                 for (row, label) in labels.enumerated() {
                     let scores = UnsafeBufferPointer(rebasing: values[(row * classCount)..<((row + 1) * classCount)])
                     var best = 0
@@ -92,6 +96,11 @@ public func evaluate(model: Layer, on data: ImageClassificationSet, batchSize: I
         }
     }
     skipped?.add(stream.skipped)
+    guard evaluated > 0 else {
+        let left = stream.skipped.count
+        throw TrainingError.noSamples("the \(split) split of \(data.info.name) has no sample to evaluate"
+                                      + (left > 0 ? " (all \(left) were skipped as unreadable)" : "") + "; no accuracy can be given")
+    }
     return ClassificationReport(dataset: data.info.name, split: split, loss: lossSum / Double(max(evaluated, 1)),
                                 confusion: confusion, top5: top5, classNames: data.info.classNames)
 }

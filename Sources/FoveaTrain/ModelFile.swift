@@ -218,26 +218,52 @@ public func writeAtomically(_ bytes: some ContiguousBytes, to path: String) thro
     }
 }
 
+/// Removes the temporary files (`NAME.tmp-PID`, regular files) that `writeAtomically` leaves when its process is killed
+/// mid-write, for processes that no longer run; returns their names. Anything else in the folder is left alone.
+func removeInterruptedWrites(in directory: String) -> [String] {
+    guard let names = try? FileManager.default.contentsOfDirectory(atPath: directory) else { return [] }
+    var removed: [String] = []
+    for name in names.sorted() {
+        guard let marker = name.range(of: ".tmp-", options: .backwards), marker.lowerBound > name.startIndex,
+              let pid = Int32(name[marker.upperBound...]), pid > 0 else { continue }
+        // kill(pid, 0) fails with ESRCH only when no such process exists: a live writer's file is kept.
+        guard pid != getpid(), kill(pid, 0) != 0, errno == ESRCH else { continue }
+        let path = (directory as NSString).appendingPathComponent(name)
+        var status = stat()
+        guard lstat(path, &status) == 0, status.st_mode & S_IFMT == S_IFREG, unlink(path) == 0 else { continue }
+        removed.append(name)
+    }
+    return removed
+}
+
 /// The run's output folder: metrics.jsonl (appended per epoch), report.json, model files.
 final class OutputDirectory {
     let path: String
+
+    /// Temporary files of interrupted writes that were removed when the folder was opened.
+    private(set) var removedLeftovers: [String] = []
 
     init(path: String) throws {
         self.path = path
         do { try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true) } catch {
             throw TrainingError.cannotWrite(path: path, reason: "\(error)")
         }
+        removedLeftovers = removeInterruptedWrites(in: path)
     }
 
     func file(_ name: String) -> String { (path as NSString).appendingPathComponent(name) }
 
-    /// Starts an empty metrics.jsonl (a new run replaces the old log).
-    func startMetrics() throws { try writeAtomically(Data(), to: file("metrics.jsonl")) }
-
-    /// Replaces metrics.jsonl with the lines of `history` (used when resuming).
-    func rewriteMetrics(_ history: [EpochMetrics]) throws {
-        try startMetrics()
-        for metrics in history { try appendMetrics(metrics) }
+    /// Replaces metrics.jsonl, atomically, with one JSON line per epoch of `history`. A fresh run writes it first at
+    /// the end of its first epoch, so a run that fails before then leaves an older run's log beside its model intact.
+    func writeMetrics(_ history: [EpochMetrics]) throws {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys]
+        var lines = Data()
+        for metrics in history {
+            lines.append(try encoder.encode(metrics))
+            lines.append(0x0A)
+        }
+        try writeAtomically(lines, to: file("metrics.jsonl"))
     }
 
     /// Writes metrics.csv, the CSV twin of metrics.jsonl, from the whole history.
@@ -250,21 +276,6 @@ final class OutputDirectory {
                                                             String(m.imagesPerSecond)]).joined(separator: ","))
         }
         try writeAtomically(Data((lines.joined(separator: "\n") + "\n").utf8), to: file("metrics.csv"))
-    }
-
-    /// Appends one JSON line and flushes it to disk, so a crash later loses nothing already logged.
-    func appendMetrics(_ metrics: EpochMetrics) throws {
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.sortedKeys]
-        var line = try encoder.encode(metrics)
-        line.append(0x0A)
-        guard let handle = FileHandle(forWritingAtPath: file("metrics.jsonl")) else {
-            throw TrainingError.cannotWrite(path: file("metrics.jsonl"), reason: "cannot open for appending")
-        }
-        defer { try? handle.close() }
-        try handle.seekToEnd()
-        try handle.write(contentsOf: line)
-        try handle.synchronize()
     }
 
     func writeReport(_ report: ClassificationReport) throws -> String {

@@ -343,10 +343,9 @@ public final class Trainer {
             state = try Checkpoint.restore(from: output.file(Self.lastCheckpointName), model: model, optimizer: optimizer,
                                            average: average)
             // Lines of an epoch that finished after the checkpoint are written again when it finishes again.
-            try output.rewriteMetrics(state.history)
-        } else {
-            try output?.startMetrics()
+            try output.writeMetrics(state.history)
         }
+        for name in output?.removedLeftovers ?? [] { progress.note("removed \(name), left by an interrupted write") }
         func saveCheckpoint(_ name: String) throws {
             guard let output else { return }
             try Checkpoint.save(to: output.file(name), model: model, optimizer: optimizer, average: average, options: options,
@@ -357,6 +356,7 @@ public final class Trainer {
         let trainLoader = train.loader(batchSize: options.batchSize, workers: workers, train: true,
                                        dropLast: options.dropLast, skipBadSamples: options.skipBadFiles)
         let batchesPerEpoch = trainLoader.batchCount(samples: train.count)
+        guard train.count > 0 else { throw TrainingError.noSamples("the training split of \(train.info.name) has no samples") }
         guard batchesPerEpoch > 0 else {
             throw TrainingError.invalidOption("--drop-last with \(train.count) training samples and --batch-size "
                                               + "\(options.batchSize) leaves no batch to train on")
@@ -423,6 +423,10 @@ public final class Trainer {
             }
             // Batches skipped whole after the last one trained count as well.
             noteSkipped(stream.skipped.dropFirst(state.epochSkipped - skippedBefore), in: &state)
+            guard state.epochSamples > 0 else {
+                throw TrainingError.noSamples("epoch \(epoch) trained on no sample: all \(state.epochSkipped) could not be loaded "
+                    + "(e.g. \(state.epochSkippedFiles.joined(separator: ", "))); no model was written")
+            }
             let seconds = Date().timeIntervalSince(start)
             let collector = MistakeCollector(limit: 24)
             skippedInTest?.reset()
@@ -465,7 +469,7 @@ public final class Trainer {
                epoch < options.epochs {
                 state.stoppedEarly = true
             }
-            try output?.appendMetrics(metrics)
+            try output?.writeMetrics(state.history)
             try output?.writeMetricsCSV(state.history)
             var scalars: [(tag: String, value: Double)] = [
                 ("loss/train", metrics.trainLoss), ("loss/test", metrics.testLoss), ("accuracy/train", metrics.trainAccuracy),

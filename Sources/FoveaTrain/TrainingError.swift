@@ -10,6 +10,10 @@ public enum TrainingError: Error, CustomStringConvertible, Equatable {
     case badModelFile(path: String, reason: String)
     /// Writing an output file failed.
     case cannotWrite(path: String, reason: String)
+    /// There is nothing to train on or evaluate (every sample skipped, an empty split); nothing is written.
+    case noSamples(String)
+    /// The model's outputs are NaN or infinite for an input, so it has no answer to give.
+    case nonFiniteOutput(input: String, value: Float)
 
     public var description: String {
         switch self {
@@ -22,6 +26,9 @@ public enum TrainingError: Error, CustomStringConvertible, Equatable {
         case let .invalidOption(message): return message
         case let .badModelFile(path, reason): return "\(path): \(reason)"
         case let .cannotWrite(path, reason): return "cannot write \(path): \(reason)"
+        case let .noSamples(message): return message
+        case let .nonFiniteOutput(input, value):
+            return "the model's output for \(input) is \(value): its weights give no answer (they overflow on this input)"
         }
     }
 }

@@ -29,7 +29,7 @@ func runReportingErrors(_ body: () throws -> Void) throws {
     } catch let error as TrainingError {
         switch error {
         case .invalidOption: fail(error.description, code: 64)
-        case .badModelFile: fail(error.description, code: 65)
+        case .badModelFile, .noSamples, .nonFiniteOutput: fail(error.description, code: 65)
         default: fail(error.description, code: 1)
         }
     } catch let error as ModelZooError {

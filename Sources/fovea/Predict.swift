@@ -40,6 +40,9 @@ struct Predict: ParsableCommand {
                 try softmax(model(Tensor(shape: [images.count, channels, height, width], values: batch))).toArray()
             }
             let classCount = sidecar.classes.count
+            if let index = probabilities.firstIndex(where: { !$0.isFinite }) {
+                throw TrainingError.nonFiniteOutput(input: "'\(images[index / classCount])'", value: probabilities[index])
+            }
             for (row, path) in images.enumerated() {
                 let scores = Array(probabilities[(row * classCount)..<((row + 1) * classCount)])
                 let top = scores.enumerated().sorted { $0.element > $1.element }.prefix(min(topK, classCount))

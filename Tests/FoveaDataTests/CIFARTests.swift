@@ -66,7 +66,7 @@ struct CIFARTests {
         let path = folder + "/data_batch_3.bin"
         let bytes = try Data(contentsOf: URL(fileURLWithPath: path))
         try bytes.prefix(bytes.count - 10).write(to: URL(fileURLWithPath: path))
-        #expect(throws: DatasetError.sizeMismatch(path: path, expectedBytes: 3 * 3073, actualBytes: 3 * 3073 - 10)) {
+        #expect(throws: DatasetError.partialRecord(path: path, byteCount: 3 * 3073 - 10, recordSize: 3073)) {
             try CIFARDataset(directory: folder, variant: .cifar10, split: .train)
         }
         try Data().write(to: URL(fileURLWithPath: path))
