@@ -59,17 +59,22 @@ struct Bench: ParsableCommand {
     @Option(name: .customLong("model"), parsing: .upToNextOption,
             help: "Instead of the workloads: zoo models at their default input size (`fovea models`), or `all`.")
     var models: [String] = []
-    @Option(name: .customLong("batch-size"), help: "With --model: the training and inference batch size.") var batchSize = 8
+    @Option(name: .customLong("batch-size"), help: "With --model: the training and inference batch size (default 8).")
+    var batchSize: Int?
     @Flag(name: .customLong("inference-only"), help: "Skip the training measurement (e.g. to profile inference alone).")
     var inferenceOnly = false
 
     func run() throws {
         try runReportingErrors {
             if let peak, !(peak > 0) { throw TrainingError.invalidOption("--peak must be positive") }
+            if let batchSize, !(1...TrainingOptions.maximumBatchSize).contains(batchSize) {
+                throw TrainingError.invalidOption("--batch-size must be 1 to \(TrainingOptions.maximumBatchSize) (got \(batchSize))")
+            }
+            if batchSize != nil && models.isEmpty {
+                throw TrainingError.invalidOption("--batch-size applies to --model (the workloads have their own batch sizes)")
+            }
             if !models.isEmpty {
-                guard (1...TrainingOptions.maximumBatchSize).contains(batchSize) else {
-                    throw TrainingError.invalidOption("--batch-size must be 1 to \(TrainingOptions.maximumBatchSize) (got \(batchSize))")
-                }
+                let batchSize = batchSize ?? 8
                 let entries = try models == ["all"] ? ModelZoo.entries : models.map { try ModelZoo.entry($0) }
                 for entry in entries {
                     let classes = ["LeNet", "CIFARResNet"].contains(entry.family) ? 10 : 1000

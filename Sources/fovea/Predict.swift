@@ -41,7 +41,8 @@ struct Predict: ParsableCommand {
             }
             let classCount = sidecar.classes.count
             if let index = probabilities.firstIndex(where: { !$0.isFinite }) {
-                throw TrainingError.nonFiniteOutput(input: "'\(images[index / classCount])'", value: probabilities[index])
+                throw TrainingError.nonFiniteOutput(input: "'\(images[index / classCount])' with the weights '\(weights)'",
+                                                    value: probabilities[index])
             }
             for (row, path) in images.enumerated() {
                 let scores = Array(probabilities[(row * classCount)..<((row + 1) * classCount)])
