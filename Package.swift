@@ -1,4 +1,5 @@
 // swift-tools-version:6.0
+import Foundation
 import PackageDescription
 
 /// Fovea: CNN image classification on CPU, on top of oneDNN.
@@ -40,3 +41,8 @@ let package = Package(
     ],
     swiftLanguageModes: [.v5]
 )
+
+// The fuzzers (scripts/fuzz.sh) exist only in a build made with FOVEA_FUZZ=1, whose flags let libFuzzer supply main.
+if ProcessInfo.processInfo.environment["FOVEA_FUZZ"] == "1" {
+    package.targets.append(.executableTarget(name: "fovea-fuzz", dependencies: ["FoveaTrain", "FoveaData"], path: "Fuzz"))
+}

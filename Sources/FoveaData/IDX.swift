@@ -29,12 +29,18 @@ public struct IDXFile: Equatable, Sendable {
 
     /// Reads and validates the IDX file at `path`, decompressing it first if it is gzip.
     ///
-    /// - Throws: `DatasetError` naming `path`: `.unreadableFile`, `.tooLarge`, `.corruptGzip`,
+    /// - Throws: `DatasetError` naming `path`: `.unreadableFile`, `.tooLarge`, `.corruptGzip`, `.exceedsHeader`,
     ///   `.badMagic`, `.unsupportedDataType`, `.dimensionsTooLarge`, `.truncated` or `.sizeMismatch`.
     public static func read(path: String) throws -> IDXFile {
-        // Room for the largest header (4 + 4 × 255 bytes) on top of the element limit.
-        let limit = maximumByteCount + 1024
-        let contents = try readWholeFile(path: path, limit: limit)
+        try parse(readWholeFile(path: path, limit: byteLimit), path: path)
+    }
+
+    /// Room for the largest header (4 + 4 × 255 bytes) on top of the element limit.
+    static let byteLimit = maximumByteCount + 1024
+
+    /// Parses the contents of an IDX file, raw or gzip-compressed; `path` names it in errors.
+    public static func parse(_ contents: [UInt8], path: String) throws -> IDXFile {
+        let limit = byteLimit
         if Gzip.isCompressed(contents) {
             // The header, once decompressed, says how many bytes follow: decompression stops at the first byte past
             // them and memory is reserved for no more (a small file claiming or holding gigabytes takes no gigabytes).

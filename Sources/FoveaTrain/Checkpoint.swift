@@ -158,10 +158,17 @@ public enum Checkpoint {
         return metadata.progress
     }
 
+    /// Checks a checkpoint's metadata JSON (its `fovea_checkpoint` value) as resuming does, for a file whose digest has
+    /// been verified, and returns its options and progress; `path` names it in errors.
+    public static func decodeMetadata(json: String, path: String) throws -> (TrainingOptions, TrainingProgress) {
+        let metadata = try decodeMetadata(path, [metadataKey: json, SafeTensors.digestKey: "verified"])
+        return (metadata.options, metadata.progress)
+    }
+
     /// Decodes and checks the metadata: a known format (version 2 with its digest, which `SafeTensors.decode` has
     /// already checked), options without unknown keys and within the ranges `TrainingOptions.problem()` allows, and
     /// progress whose fields are possible (`TrainingProgress.problem`).
-    private static func decodeMetadata(_ path: String, _ metadata: [String: String]) throws -> Metadata {
+    static func decodeMetadata(_ path: String, _ metadata: [String: String]) throws -> Metadata {
         func bad(_ reason: String) -> TrainingError { .badModelFile(path: path, reason: reason) }
         guard let json = metadata[metadataKey] else { throw bad("not a Fovea checkpoint (no \(metadataKey) metadata)") }
         let decoded: Metadata
