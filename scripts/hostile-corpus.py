@@ -53,6 +53,16 @@ def fifo(p):
     os.mkfifo(p)
 
 
+def place(p, content):
+    """Puts `content` at `p`: bytes as a file, "fifo" as a named pipe, "dir" as a folder."""
+    if content == "fifo":
+        fifo(p)
+    elif content == "dir":
+        os.makedirs(p, exist_ok=True)
+    else:
+        write(p, content)
+
+
 def gzip_stream(chunks, level=6):
     """A gzip member of the concatenated chunks."""
     compressor = zlib.compressobj(level, zlib.DEFLATED, 31)
@@ -100,19 +110,10 @@ def model_case(label, sidecar=None, weights=None, status=65, mention=(), sidecar
     d = folder("models", name)
     w = os.path.join(d, "model.safetensors")
     s = os.path.join(d, "model.json")
-    if weights == "fifo":
-        fifo(w)
-    elif weights == "dir":
-        os.makedirs(w, exist_ok=True)
-    else:
-        write(w, WEIGHTS if weights is None else weights)
-    if sidecar_kind == "fifo":
-        fifo(s)
-    elif sidecar_kind == "dir":
-        os.makedirs(s, exist_ok=True)
-    elif sidecar_kind == "missing":
-        pass
-    else:
+    place(w, WEIGHTS if weights is None else weights)
+    if sidecar_kind in ("fifo", "dir"):
+        place(s, sidecar_kind)
+    elif sidecar_kind != "missing":
         write(s, sidecar_text if sidecar_text is not None else json.dumps(sidecar or SIDECAR).encode())
     about_sidecar = (sidecar is not None or sidecar_text is not None or sidecar_kind is not None) and "shape mismatch" not in mention
     shown = "{D}/models/%s/%s" % (name, "model.json" if about_sidecar else "model.safetensors")
@@ -227,12 +228,7 @@ def png(width, height, extra=b"", idat=None, grey=True):
 
 def image_case(label, name, content, status=65, mention=()):
     p = path("images", name)
-    if content == "fifo":
-        fifo(p)
-    elif content == "dir":
-        os.makedirs(p, exist_ok=True)
-    else:
-        write(p, content)
+    place(p, content)
     case("image", label, ["predict", "--weights", "{D}/model/model.safetensors", "{D}/images/" + name], status,
          *(list(mention) + (["{D}/images/" + name] if status not in (0, None) else [])))
 
@@ -347,12 +343,7 @@ def folder_case(label, layout, mention=(), status=65, extra=()):
     name = "f%02d" % len(CASES)
     for relative, content in layout.items():
         p = path("folders", name, relative)
-        if content == "fifo":
-            fifo(p)
-        elif content == "dir":
-            os.makedirs(p, exist_ok=True)
-        else:
-            write(p, content)
+        place(p, content)
     case("image folder", label, ["train", "--dataset", "imagefolder", "--data-dir", "{D}/folders/" + name, "--image-size",
                                  "28", "--epochs", "1", "--batch-size", "4", "--quiet"] + list(extra), status, *mention)
 
@@ -377,17 +368,16 @@ for flags, mention in [(["--batch-size", str(1 << 62)], "--batch-size"), (["--ep
 case("flag", "models --classes 100000000", ["models", "--classes", "100000000"], 64, "--classes")
 case("flag", "bench --model lenet5 --batch-size 2^62", ["bench", "--model", "lenet5", "--batch-size", str(1 << 62)], 64,
      "--batch-size")
+case("flag", "evaluate --batch-size 2^62", ["evaluate", "--weights", "{D}/model/model.safetensors", "--data-dir",
+                                            "{D}/mnist/none", "--batch-size", str(1 << 62)], 64, "--batch-size")
+case("flag", "predict --top-k 0", ["predict", "--weights", "{D}/model/model.safetensors", IMAGE_ARG, "--top-k", "0"], 64,
+     "--top-k")
 case("flag", "bench --batch-size without --model", ["bench", "--batch-size", "8"], 64, "--model")
 for label, content in [("checkpoint that is a FIFO", "fifo"), ("checkpoint that is a folder", "dir"),
                        ("checkpoint of random bytes", os.urandom(3000))]:
     name = "k%02d" % len(CASES)
     p = path("runs", name, "checkpoint-last.safetensors")
-    if content == "fifo":
-        fifo(p)
-    elif content == "dir":
-        os.makedirs(p, exist_ok=True)
-    else:
-        write(p, content)
+    place(p, content)
     case("checkpoint", label, ["train", "--resume", "{D}/runs/" + name, "--quiet"], 65, "{D}/runs/%s/checkpoint-last.safetensors" % name)
 
 with open(path("manifest.json"), "w") as f:

@@ -216,7 +216,6 @@ extension TrainingProgress {
         }
         if let bestEpoch, !(1..<epoch).contains(bestEpoch) { return "best epoch \(bestEpoch) is not a finished epoch" }
         if let bestMetric, !bestMetric.isFinite { return "best metric \(bestMetric) is not finite" }
-        if stoppedEarly && epoch > epochs + 1 { return "stopped early after the last epoch" }
         return nil
     }
 }

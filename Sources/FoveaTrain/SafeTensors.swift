@@ -73,19 +73,10 @@ public enum SafeTensors {
             offset += 4 * count
             previous = entry.name
         }
-        var data: [UInt8] = []
-        data.reserveCapacity(offset)
-        for entry in sorted {
-            #if _endian(little)
-            entry.values.withUnsafeBytes { data.append(contentsOf: $0) }
-            #else
-            for value in entry.values {
-                withUnsafeBytes(of: value.bitPattern.littleEndian) { data.append(contentsOf: $0) }
-            }
-            #endif
-        }
+        // The digest is 64 hexadecimal digits whatever it is, so the header is laid out with a placeholder, the data
+        // written after it, and the placeholder then overwritten in place: the tensors are never copied twice.
         var signed = metadata
-        data.withUnsafeBytes { signed[digestKey] = digest(header: header(layout, metadata: metadata), data: $0) }
+        signed[digestKey] = String(repeating: "0", count: 64)
         var headerBytes = Array(header(layout, metadata: signed).utf8)
         while (8 + headerBytes.count) % 8 != 0 { headerBytes.append(UInt8(ascii: " ")) }
 
@@ -93,7 +84,21 @@ public enum SafeTensors {
         output.reserveCapacity(8 + headerBytes.count + offset)
         withUnsafeBytes(of: UInt64(headerBytes.count).littleEndian) { output.append(contentsOf: $0) }
         output += headerBytes
-        output += data
+        for entry in sorted {
+            #if _endian(little)
+            entry.values.withUnsafeBytes { output.append(contentsOf: $0) }
+            #else
+            for value in entry.values {
+                withUnsafeBytes(of: value.bitPattern.littleEndian) { output.append(contentsOf: $0) }
+            }
+            #endif
+        }
+        let dataStart = 8 + headerBytes.count
+        signed[digestKey] = output.withUnsafeBytes {
+            digest(header: header(layout, metadata: metadata), data: UnsafeRawBufferPointer(rebasing: $0[dataStart...]))
+        }
+        let final = Array(header(layout, metadata: signed).utf8)
+        output.replaceSubrange(8..<8 + final.count, with: final)
         return output
     }
 

@@ -164,6 +164,9 @@ public struct TrainingOptions: Codable, Equatable, Sendable {
         if !(1...Self.maximumBatchSize).contains(batchSize) {
             return "--batch-size must be 1 to \(Self.maximumBatchSize) (got \(batchSize))"
         }
+        if !(1...Self.maximumBatchSize).contains(evaluationBatchSize) {
+            return "eval_batch_size must be 1 to \(Self.maximumBatchSize) (got \(evaluationBatchSize))"
+        }
         if !(learningRate > 0) || !learningRate.isFinite { return "--lr must be a positive number (got \(learningRate))" }
         if !(0..<1).contains(momentum) { return "--momentum must be in [0, 1) (got \(momentum))" }
         if !(weightDecay >= 0 && weightDecay.isFinite) { return "--weight-decay must be a finite number ≥ 0 (got \(weightDecay))" }
@@ -182,7 +185,7 @@ public struct TrainingOptions: Codable, Equatable, Sendable {
             return "--weight-decay-policy must be all or exclude-bias-norm (got \(weightDecayPolicy))"
         }
         if !(0..<1).contains(beta1) || !(0..<1).contains(beta2) { return "--beta1 and --beta2 must be in [0, 1)" }
-        if !(epsilon >= 0) { return "--eps must not be negative" }
+        if !(epsilon >= 0 && epsilon.isFinite) { return "--eps must be a finite number ≥ 0 (got \(epsilon))" }
         if !(0..<1).contains(rmspropAlpha) { return "--rmsprop-alpha must be in [0, 1)" }
         if let clipGradientNorm, !(clipGradientNorm > 0) { return "--clip-grad-norm must be positive" }
         if warmupEpochs < 0 || warmupEpochs >= epochs { return "--warmup-epochs must be in 0..<epochs" }

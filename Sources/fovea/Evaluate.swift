@@ -20,7 +20,9 @@ struct Evaluate: ParsableCommand {
             guard let which = IDXDataset.Split(rawValue: split) else {
                 throw TrainingError.invalidOption("--split must be test or train (got \(split))")
             }
-            guard batchSize > 0 else { throw TrainingError.invalidOption("--batch-size must be at least 1") }
+            guard (1...TrainingOptions.maximumBatchSize).contains(batchSize) else {
+                throw TrainingError.invalidOption("--batch-size must be 1 to \(TrainingOptions.maximumBatchSize) (got \(batchSize))")
+            }
             let (model, sidecar) = try ModelFile.load(weights)
             let set: ImageClassificationSet
             if dataset == "imagefolder" {

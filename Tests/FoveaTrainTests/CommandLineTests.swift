@@ -20,12 +20,17 @@ func runFovea(_ arguments: [String]) throws -> CommandResult {
     guard FileManager.default.isExecutableFile(atPath: foveaBinary) else {
         throw TensorError.invalidArgument(operation: "runFovea", message: "\(foveaBinary) is missing: build the tests with scripts/test.sh")
     }
-    let process = Process()
-    process.executableURL = URL(fileURLWithPath: foveaBinary)
-    process.arguments = arguments
     var environment = ProcessInfo.processInfo.environment
     environment["FOVEA_DATA"] = nil
-    process.environment = environment
+    return try runCommand(foveaBinary, arguments, environment: environment)
+}
+
+/// Runs a program to its end and returns its exit status and output.
+func runCommand(_ executable: String, _ arguments: [String], environment: [String: String]? = nil) throws -> CommandResult {
+    let process = Process()
+    process.executableURL = URL(fileURLWithPath: executable)
+    process.arguments = arguments
+    if let environment { process.environment = environment }
     let output = Pipe(), error = Pipe()
     process.standardOutput = output
     process.standardError = error
