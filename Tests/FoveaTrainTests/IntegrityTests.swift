@@ -1,4 +1,7 @@
 import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
 import FoveaModels
 import FoveaNN
 import FoveaTensor
@@ -157,5 +160,35 @@ struct IntegrityTests {
         try pristine.write(to: URL(fileURLWithPath: checkpoint))
         let resumed = try runFovea(["train", "--resume", run, "--quiet"])
         #expect(resumed.status == 0, "\(resumed.error)")
+    }
+
+    @Test("a run removes temporary files of killed writes, and one that fails early leaves an older metrics.jsonl alone")
+    func leftovers() throws {
+        let (data, run) = try Self.checkpointedRun()
+        // A process id no process has: the writer of these files is gone.
+        let dead = try #require((100_000...4_194_303).reversed().first { kill(pid_t($0), 0) != 0 && errno == ESRCH })
+        let stale = run + "/checkpoint-last.safetensors.tmp-\(dead)", live = run + "/model.json.tmp-\(getppid())"
+        let unrelated = run + "/notes.tmp-draft"
+        for file in [stale, live, unrelated] { try Data("partial".utf8).write(to: URL(fileURLWithPath: file)) }
+        let resumed = try runFovea(["train", "--resume", run])
+        #expect(resumed.status == 0, "\(resumed.error)")
+        #expect(!FileManager.default.fileExists(atPath: stale), "the dead writer's file is still there")
+        #expect(resumed.output.contains("removed checkpoint-last.safetensors.tmp-\(dead)")
+                || resumed.error.contains("removed checkpoint-last.safetensors.tmp-\(dead)"), "\(resumed.output)")
+        #expect(FileManager.default.fileExists(atPath: live), "a file of a running process was removed")
+        #expect(FileManager.default.fileExists(atPath: unrelated), "a file Fovea did not write was removed")
+
+        // A fresh run into the finished folder that fails before its first epoch ends keeps the old log.
+        let metrics = run + "/metrics.jsonl"
+        let before = try Data(contentsOf: URL(fileURLWithPath: metrics))
+        #expect(!before.isEmpty)
+        let labels = data + "/t10k-labels-idx1-ubyte"
+        let good = try Data(contentsOf: URL(fileURLWithPath: labels))
+        var bad = [UInt8](good)
+        bad[bad.count - 1] = 200  // a label out of range in the test split, found when the test split is read
+        try Data(bad).write(to: URL(fileURLWithPath: labels))
+        let failed = try runFovea(["train", "--dataset", "mnist", "--data-dir", data, "--epochs", "1", "--output", run, "--quiet"])
+        #expect(failed.status == 65, "\(failed.error)")
+        #expect(try Data(contentsOf: URL(fileURLWithPath: metrics)) == before, "the older run's metrics.jsonl changed")
     }
 }
