@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Writes a corpus of malformed inputs for every kind of file and flag Fovea reads, and a manifest of the runs.
 
-    scripts/hostile-corpus.py DIR
+    scripts/hostile-corpus.py DIR [--run FOVEA]
 
 DIR must hold a valid model pair (DIR/model/model.safetensors + model.json, a LeNet-5 on 1×28×28 input) and a valid
 image (DIR/model/image.png): the hostile model files are made from them. Everything else is generated here, from
@@ -11,7 +11,9 @@ nothing but the standard library. DIR/manifest.json lists one case per run:
 
 `arguments` follow `fovea`; "{D}" stands for DIR. The test suite (HostileInputCorpusTests) runs every case against
 the release binary and checks the exit status, the message, the time and the peak memory. Run by hand, the corpus
-also seeds the fuzzers (scripts/fuzz.sh).
+also seeds the fuzzers (scripts/fuzz.sh). With `--run FOVEA` the script then runs every case against that binary, as
+the test does, and prints per kind of input how many cases ended as expected, crashed (a signal), hung (20 s),
+went past 300 MB of resident memory, or exited otherwise (e.g. 0 with a wrong answer): the way to compare builds.
 """
 import gzip
 import hashlib
@@ -23,6 +25,7 @@ import sys
 import zlib
 
 ROOT = sys.argv[1]
+RUN = sys.argv[sys.argv.index("--run") + 1] if "--run" in sys.argv else None
 CASES = []
 
 
@@ -285,6 +288,7 @@ def mnist_case(label, files, mention=(), status=65, extra=(), names_split=False)
     shown = ["{D}/mnist/%s/%s" % (name, next(iter(files)))] if status != 0 and not names_split else []
     case("IDX / gzip", label, ["train", "--dataset", "mnist", "--data-dir", "{D}/mnist/" + name, "--epochs", "1",
                                "--batch-size", "16", "--quiet"] + list(extra), status, *(list(mention) + shown))
+    return name
 
 
 mnist_case("gzip bomb of 1 GB zeros (no IDX header)", {IMAGES + ".gz": zero_bomb(b"", 1024), IMAGES: None},
@@ -302,7 +306,9 @@ mnist_case("gzip cut short", {IMAGES + ".gz": gzip_stream([idx([64, 28, 28])])[:
 mnist_case("gzip followed by garbage", {IMAGES + ".gz": gzip_stream([idx([64, 28, 28])]) + b"garbage", IMAGES: None},
            ["unexpected data"])
 mnist_case("uncompressed file cut short", {IMAGES: idx([64, 28, 28])[:5000]}, ["truncated"])
-mnist_case("images file that is a FIFO", {IMAGES: "fifo"}, ["not a regular file"])
+with_fifo = mnist_case("images file that is a FIFO", {IMAGES: "fifo"}, ["not a regular file"])
+# `fovea datasets` reports each dataset it cannot use and goes on (exit 0): it must not wait on the FIFO.
+case("IDX / gzip", "fovea datasets over a FIFO", ["datasets", "--data-dir", "{D}/mnist/" + with_fifo], 0)
 mnist_case("label 200 of 10 classes", {LABELS: idx([64], bytes([200]) * 64)}, ["200"])
 mnist_case("63 labels for 64 images", {LABELS: idx([63])}, ["63"])
 mnist_case("rank-255 header of ones", {IMAGES: idx([1] * 255)}, ["shape"])
@@ -383,3 +389,63 @@ for label, content in [("checkpoint that is a FIFO", "fifo"), ("checkpoint that 
 with open(path("manifest.json"), "w") as f:
     json.dump(CASES, f, indent=1)
 print("%d cases in %s" % (len(CASES), path("manifest.json")))
+
+
+def peak_kilobytes(pid):
+    try:
+        with open("/proc/%d/status" % pid) as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
+def run_all(binary, timeout=20.0, memory_limit_mb=300):
+    import subprocess
+    import time
+    table = {}
+    for entry in CASES:
+        arguments = [a.replace("{D}", ROOT) for a in entry["arguments"]]
+        started = time.time()
+        with open(path("stderr"), "wb") as err:
+            process = subprocess.Popen([binary] + arguments, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err)
+            peak, hung = 0, False
+            while process.poll() is None:
+                peak = max(peak, peak_kilobytes(process.pid))
+                if time.time() - started > timeout:
+                    process.kill()
+                    process.wait()
+                    hung = True
+                    break
+                time.sleep(0.002)
+        message = open(path("stderr"), errors="replace").read()
+        status = process.returncode
+        expected = [entry["status"]] if entry["status"] is not None else [0, 65]
+        mentions = [m.replace("{D}", ROOT) for m in entry["mention"]]
+        if hung:
+            outcome = "hung"
+        elif status < 0:
+            outcome = "crashed"
+        elif peak / 1024 > memory_limit_mb:
+            outcome = "memory"
+        elif status in expected and all(m in message for m in mentions):
+            outcome = "as expected"
+        else:
+            outcome = "other"
+        row = table.setdefault(entry["kind"], {})
+        row[outcome] = row.get(outcome, 0) + 1
+        if outcome != "as expected":
+            print("  %-11s [%s] %s: exit %s, %.0f MB, %.1f s: %s" % (outcome, entry["kind"], entry["label"], status,
+                  peak / 1024, time.time() - started, message.strip().splitlines()[-1][:160] if message.strip() else ""))
+    outcomes = ["as expected", "crashed", "hung", "memory", "other"]
+    print("%-14s %6s" % ("kind", "cases") + "".join("%13s" % o for o in outcomes))
+    for kind, row in table.items():
+        print("%-14s %6d" % (kind, sum(row.values())) + "".join("%13d" % row.get(o, 0) for o in outcomes))
+    total = {o: sum(r.get(o, 0) for r in table.values()) for o in outcomes}
+    print("%-14s %6d" % ("all", len(CASES)) + "".join("%13d" % total[o] for o in outcomes))
+
+
+if RUN:
+    run_all(RUN)
