@@ -5,8 +5,8 @@ import FoveaTrain
 /// One libFuzzer entry point for each parser Fovea has, chosen by FOVEA_FUZZ_TARGET (scripts/fuzz.sh sets it):
 /// `safetensors` (weights and checkpoints: header, offsets, digest), `checkpoint` (a checkpoint's metadata JSON:
 /// options and progress), `sidecar` (model.json), `image` (PNG and JPEG, chunk checks and the codecs), `idx` (IDX,
-/// raw or gzip). Errors are the expected outcome of most inputs; a trap, a sanitizer report, a timeout or memory past
-/// libFuzzer's limit is a finding.
+/// raw or gzip), `cifar` (a CIFAR batch file's records). Errors are the expected outcome of most inputs; a trap, a
+/// sanitizer report, a timeout or memory past libFuzzer's limit is a finding.
 let target = ProcessInfo.processInfo.environment["FOVEA_FUZZ_TARGET"] ?? ""
 
 @_cdecl("LLVMFuzzerTestOneInput")
@@ -27,8 +27,13 @@ public func fuzzOneInput(_ data: UnsafePointer<UInt8>?, _ size: Int) -> CInt {
         _ = try? ImageDecoder.decode(bytes, path: "input", channels: 1, pixelLimit: 1 << 22)
     case "idx":
         _ = try? IDXFile.parse(bytes, path: "input")
+    case "cifar":
+        var pixels: [UInt8] = [], labels: [Int32] = []
+        for variant in [CIFARDataset.Variant.cifar10, .cifar100(fine: true), .cifar100(fine: false)] {
+            try? CIFARDataset.parseRecords(bytes, path: "input", variant: variant, pixels: &pixels, labels: &labels)
+        }
     default:
-        FileHandle.standardError.write(Data("set FOVEA_FUZZ_TARGET to safetensors, checkpoint, sidecar, image or idx\n".utf8))
+        FileHandle.standardError.write(Data("set FOVEA_FUZZ_TARGET to safetensors, checkpoint, sidecar, image, idx or cifar\n".utf8))
         exit(2)
     }
     return 0

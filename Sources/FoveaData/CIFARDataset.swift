@@ -27,6 +27,33 @@ public struct CIFARDataset: LabeledImages {
     /// The largest batch file read (the release's are 30.7 MB for CIFAR-10 and 154 MB for CIFAR-100's training set).
     public static let maximumFileBytes = 1 << 30
 
+    /// Appends the records of one batch file's `data` to `pixels` and `labels`; `path` names it in errors. A record is a
+    /// label byte (CIFAR-100: coarse, then fine) and 3072 pixel bytes; the file must hold at least one whole record and
+    /// nothing else, and every label must be one of the variant's classes.
+    public static func parseRecords(_ data: [UInt8], path: String, variant: Variant, pixels: inout [UInt8],
+                                    labels: inout [Int32]) throws {
+        let labelBytes = variant == .cifar10 ? 1 : 2
+        let recordSize = labelBytes + 3072
+        let classCount = variant == .cifar10 ? 10 : (variant == .cifar100(fine: true) ? 100 : 20)
+        guard !data.isEmpty, data.count % recordSize == 0 else {
+            throw DatasetError.partialRecord(path: path, byteCount: data.count, recordSize: recordSize)
+        }
+        let records = data.count / recordSize
+        pixels.reserveCapacity(pixels.count + records * 3072)
+        labels.reserveCapacity(labels.count + records)
+        try data.withUnsafeBytes { (bytes: UnsafeRawBufferPointer) in
+            for record in 0..<records {
+                let base = record * recordSize
+                let label = Int(bytes[base + (variant == .cifar100(fine: true) ? 1 : 0)])
+                guard label < classCount else {
+                    throw DatasetError.labelOutOfRange(path: path, index: record, label: label, classCount: classCount)
+                }
+                labels.append(Int32(label))
+                pixels.append(contentsOf: bytes[(base + labelBytes)..<(base + recordSize)])
+            }
+        }
+    }
+
     /// Loads a split from `directory`, keeping the first `limit` samples if given.
     /// - Throws: `DatasetError` naming the folder or file at fault (missing, wrong size, bad label).
     public init(directory: String, variant: Variant, split: IDXDataset.Split, limit: Int? = nil) throws {
@@ -44,8 +71,6 @@ public struct CIFARDataset: LabeledImages {
         case (false, .train): ["train.bin"]
         case (false, .test): ["test.bin"]
         }
-        let labelBytes = isTen ? 1 : 2
-        let recordSize = labelBytes + 3072
         let classCount = isTen ? 10 : (variant == .cifar100(fine: true) ? 100 : 20)
         var pixels: [UInt8] = [], labels: [Int32] = []
         for name in names {
@@ -53,23 +78,8 @@ public struct CIFARDataset: LabeledImages {
             guard FileManager.default.fileExists(atPath: path) else {
                 throw DatasetError.missingFile(directory: folder, expected: [name])
             }
-            let data = try readWholeFile(path: path, limit: Self.maximumFileBytes)
-            guard !data.isEmpty, data.count % recordSize == 0 else {
-                throw DatasetError.partialRecord(path: path, byteCount: data.count, recordSize: recordSize)
-            }
-            let records = data.count / recordSize
-            pixels.reserveCapacity(pixels.count + records * 3072)
-            try data.withUnsafeBytes { (bytes: UnsafeRawBufferPointer) in
-                for record in 0..<records {
-                    let base = record * recordSize
-                    let label = Int(bytes[base + (labelBytes == 2 && variant == .cifar100(fine: true) ? 1 : 0)])
-                    guard label < classCount else {
-                        throw DatasetError.labelOutOfRange(path: path, index: record, label: label, classCount: classCount)
-                    }
-                    labels.append(Int32(label))
-                    pixels.append(contentsOf: bytes[(base + labelBytes)..<(base + recordSize)])
-                }
-            }
+            try Self.parseRecords(readWholeFile(path: path, limit: Self.maximumFileBytes), path: path, variant: variant,
+                                  pixels: &pixels, labels: &labels)
         }
         let count = min(labels.count, limit ?? Int.max)
         self.variant = variant
