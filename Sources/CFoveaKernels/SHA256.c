@@ -1,6 +1,10 @@
 // SHA-256 as FIPS 180-4 defines it: 64-byte blocks, eight 32-bit working words, 64 rounds per block.
 #include "FoveaKernels.h"
 #include <string.h>
+#if defined(__x86_64__)
+#include <cpuid.h>
+#include <immintrin.h>
+#endif
 
 static const uint32_t round_constants[64] = {
     0x428a2f98, 0x71374491, 0xb5c0fbcf, 0xe9b5dba5, 0x3956c25b, 0x59f111f1, 0x923f82a4, 0xab1c5ed5,
@@ -44,6 +48,75 @@ static void compress_blocks(uint32_t state[8], const uint8_t *data, size_t block
     }
 }
 
+#if defined(__x86_64__)
+// The same rounds on the SHA extensions (x86 SHA-NI): the state lives as (A, B, E, F) and (C, D, G, H), each
+// sha256rnds2 does two rounds, and sha256msg1/msg2 extend the message schedule four words at a time.
+__attribute__((target("sha,ssse3,sse4.1")))
+static void compress_blocks_sha_extensions(uint32_t state[8], const uint8_t *data, size_t blocks) {
+    const __m128i byte_swap = _mm_set_epi64x(0x0c0d0e0f08090a0bULL, 0x0405060700010203ULL);
+    __m128i dcba = _mm_loadu_si128((const __m128i *)&state[0]);
+    __m128i hgfe = _mm_loadu_si128((const __m128i *)&state[4]);
+    __m128i cdab = _mm_shuffle_epi32(dcba, 0xB1);
+    __m128i efgh = _mm_shuffle_epi32(hgfe, 0x1B);
+    __m128i abef = _mm_alignr_epi8(cdab, efgh, 8);
+    __m128i cdgh = _mm_blend_epi16(efgh, cdab, 0xF0);
+    for (; blocks > 0; blocks--, data += 64) {
+        const __m128i abef_before = abef, cdgh_before = cdgh;
+        __m128i words[4];
+        for (int i = 0; i < 4; i++) words[i] = _mm_shuffle_epi8(_mm_loadu_si128((const __m128i *)(data + 16 * i)), byte_swap);
+        for (int group = 0; group < 16; group++) {
+            // Words 4·group … 4·group+3: the first four groups read the block, the rest extend the schedule from the
+            // four groups before (kept in a ring: words[group % 4] is the oldest).
+            if (group >= 4) {
+                __m128i oldest = words[group % 4], older = words[(group + 1) % 4];
+                __m128i newer = words[(group + 2) % 4], newest = words[(group + 3) % 4];
+                __m128i sum = _mm_add_epi32(_mm_sha256msg1_epu32(oldest, older), _mm_alignr_epi8(newest, newer, 4));
+                words[group % 4] = _mm_sha256msg2_epu32(sum, newest);
+            }
+            __m128i message = _mm_add_epi32(words[group % 4], _mm_loadu_si128((const __m128i *)&round_constants[4 * group]));
+            cdgh = _mm_sha256rnds2_epu32(cdgh, abef, message);
+            abef = _mm_sha256rnds2_epu32(abef, cdgh, _mm_shuffle_epi32(message, 0x0E));
+        }
+        abef = _mm_add_epi32(abef, abef_before);
+        cdgh = _mm_add_epi32(cdgh, cdgh_before);
+    }
+    __m128i feba = _mm_shuffle_epi32(abef, 0x1B);
+    __m128i dchg = _mm_shuffle_epi32(cdgh, 0xB1);
+    _mm_storeu_si128((__m128i *)&state[0], _mm_blend_epi16(feba, dchg, 0xF0));
+    _mm_storeu_si128((__m128i *)&state[4], _mm_alignr_epi8(dchg, feba, 8));
+}
+
+static int cpu_has_sha_extensions(void) {
+    unsigned a, b, c, d;
+    if (!__get_cpuid(1, &a, &b, &c, &d) || !(c & (1u << 9)) || !(c & (1u << 19))) return 0;  // SSSE3, SSE4.1
+    if (!__get_cpuid_count(7, 0, &a, &b, &c, &d)) return 0;
+    return (b >> 29) & 1;  // SHA
+}
+#endif
+
+/// The block function: the SHA extensions where the CPU has them (and the context may use them), else portable C.
+static void compress(fovea_sha256_context *context, const uint8_t *data, size_t blocks) {
+#if defined(__x86_64__)
+    static int available = -1;
+    if (available < 0) available = cpu_has_sha_extensions();
+    if (available && !context->portable) { compress_blocks_sha_extensions(context->state, data, blocks); return; }
+#endif
+    compress_blocks(context->state, data, blocks);
+}
+
+int fovea_sha256_has_extensions(void) {
+#if defined(__x86_64__)
+    return cpu_has_sha_extensions();
+#else
+    return 0;
+#endif
+}
+
+void fovea_sha256_init_portable(fovea_sha256_context *context) {
+    fovea_sha256_init(context);
+    context->portable = 1;
+}
+
 void fovea_sha256_init(fovea_sha256_context *context) {
     static const uint32_t initial[8] = {
         0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a, 0x510e527f, 0x9b05688c, 0x1f83d9ab, 0x5be0cd19,
@@ -51,6 +124,7 @@ void fovea_sha256_init(fovea_sha256_context *context) {
     memcpy(context->state, initial, sizeof initial);
     context->length = 0;
     context->filled = 0;
+    context->portable = 0;
 }
 
 void fovea_sha256_update(fovea_sha256_context *context, const void *data, size_t size) {
@@ -64,10 +138,10 @@ void fovea_sha256_update(fovea_sha256_context *context, const void *data, size_t
         bytes += take;
         size -= take;
         if (context->filled < 64) return;
-        compress_blocks(context->state, context->block, 1);
+        compress(context, context->block, 1);
         context->filled = 0;
     }
-    compress_blocks(context->state, bytes, size / 64);
+    compress(context, bytes, size / 64);
     bytes += size / 64 * 64;
     size %= 64;
     memcpy(context->block, bytes, size);

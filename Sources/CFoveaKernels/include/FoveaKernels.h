@@ -47,13 +47,19 @@ void fovea_silu_inplace(float *values, long count);
 void fovea_silu_portable(float *values, long count);
 
 /// SHA-256 (FIPS 180-4), fed in pieces: init, update with each piece in order, final writes the 32-byte digest.
+/// Blocks go through the CPU's SHA extensions where it has them, else through portable C.
 typedef struct {
     uint32_t state[8];
     uint64_t length;
     uint8_t block[64];
     int filled;
+    int portable;
 } fovea_sha256_context;
 void fovea_sha256_init(fovea_sha256_context *context);
+/// The same, always in portable C (for tests that compare the two).
+void fovea_sha256_init_portable(fovea_sha256_context *context);
+/// 1 when the CPU has the SHA extensions (x86 SHA-NI with SSSE3 and SSE4.1), else 0.
+int fovea_sha256_has_extensions(void);
 void fovea_sha256_update(fovea_sha256_context *context, const void *data, size_t size);
 void fovea_sha256_final(fovea_sha256_context *context, uint8_t digest[32]);
 
