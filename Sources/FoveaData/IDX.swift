@@ -1,4 +1,5 @@
 import CImageCodecs
+import FoveaTensor
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Darwin)
@@ -115,39 +116,14 @@ public struct IDXFile: Equatable, Sendable {
     }
 }
 
-/// Reads the whole file at `path`, refusing files larger than `limit` bytes.
+/// Reads the whole regular file at `path` (`RegularFile`), as a `DatasetError` naming it on failure.
 func readWholeFile(path: String, limit: Int) throws -> [UInt8] {
-    // O_NONBLOCK: opening a FIFO for reading would otherwise wait for a writer; regular files ignore it.
-    let descriptor = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK)
-    guard descriptor >= 0 else { throw DatasetError.unreadableFile(path: path, reason: systemError()) }
-    defer { close(descriptor) }
-    var status = stat()
-    guard fstat(descriptor, &status) == 0 else {
-        throw DatasetError.unreadableFile(path: path, reason: systemError())
+    do throws(FileReadError) { return try RegularFile.contents(of: path, limit: limit) } catch {
+        if case .tooLarge = error { throw DatasetError.tooLarge(path: path, limitBytes: limit) }
+        throw DatasetError.unreadableFile(path: path, reason: error.reason)
     }
-    guard status.st_mode & S_IFMT == S_IFREG else { throw DatasetError.unreadableFile(path: path, reason: "not a regular file") }
-    let size = Int(status.st_size)
-    guard size <= limit else { throw DatasetError.tooLarge(path: path, limitBytes: limit) }
-    var bytes = [UInt8](repeating: 0, count: size)
-    var filled = 0
-    try bytes.withUnsafeMutableBytes { buffer in
-        guard let base = buffer.baseAddress else { return }
-        while filled < size {
-            let result = read(descriptor, base + filled, size - filled)
-            if result < 0 {
-                if errno == EINTR { continue }
-                throw DatasetError.unreadableFile(path: path, reason: systemError())
-            }
-            if result == 0 { break }  // The file shrank while we were reading it.
-            filled += result
-        }
-    }
-    if filled < size { bytes.removeLast(size - filled) }
-    return bytes
 }
 
-/// The message for the current `errno`.
-private func systemError() -> String { String(cString: strerror(errno)) }
 
 /// Streaming gzip decompression through zlib, strict about truncation and trailing garbage.
 enum Gzip {

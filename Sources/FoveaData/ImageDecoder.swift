@@ -1,5 +1,6 @@
 import CImageCodecs
 import Foundation
+import FoveaTensor
 
 /// A decoded 8-bit image: planar channels × height × width (1 = grey, 3 = RGB).
 public struct DecodedImage: Equatable, Sendable {
@@ -68,36 +69,30 @@ public enum ImageDecoder {
         }
     }
 
-    /// Reads the whole file at `path` into `buffer` (grown as needed) and returns its length in bytes.
+    /// Reads the whole regular file at `path` (`RegularFile`) into `buffer` (grown as needed) and returns its length.
     static func readFile(_ path: String, into buffer: ReusableBuffer<UInt8>) throws -> Int {
-        // O_NONBLOCK: opening a FIFO for reading would otherwise wait for a writer; regular files ignore it.
-        let descriptor = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK)
-        guard descriptor >= 0 else { throw ImageError.unreadable(path: path, reason: String(cString: strerror(errno))) }
-        defer { close(descriptor) }
-        var status = stat()
-        guard fstat(descriptor, &status) == 0 else { throw ImageError.unreadable(path: path, reason: String(cString: strerror(errno))) }
-        guard (status.st_mode & S_IFMT) == S_IFREG else { throw ImageError.unreadable(path: path, reason: "not a regular file") }
-        guard status.st_size <= fileSizeLimit else {
-            throw ImageError.unreadable(path: path, reason: "\(status.st_size) bytes, more than the \(fileSizeLimit)-byte limit for image files")
-        }
-        // One byte more than the size: a file that grew since fstat is read to its end all the same.
-        var capacity = Int(status.st_size) + 1
-        var length = 0
-        while true {
-            let pointer = buffer.reserve(capacity)
-            let got = read(descriptor, pointer + length, capacity - length)
-            if got < 0 {
-                if errno == EINTR { continue }
-                throw ImageError.unreadable(path: path, reason: String(cString: strerror(errno)))
+        do throws(FileReadError) {
+            let file = try RegularFile(path: path, limit: fileSizeLimit)
+            // One byte more than the size: a file that grew since it was opened is read to its end all the same.
+            var capacity = file.size + 1
+            var length = 0
+            while true {
+                let pointer = buffer.reserve(capacity)
+                let got = try file.read(into: pointer + length, count: capacity - length)
+                if got == 0 { return length }
+                length += got
+                if length == capacity {
+                    // Keep what was read while growing the buffer.
+                    let kept = [UInt8](UnsafeBufferPointer(start: pointer, count: length))
+                    capacity *= 2
+                    kept.withUnsafeBufferPointer { buffer.reserve(capacity).update(from: $0.baseAddress!, count: length) }
+                }
             }
-            if got == 0 { return length }
-            length += got
-            if length == capacity {
-                // Keep what was read while growing the buffer.
-                let kept = [UInt8](UnsafeBufferPointer(start: pointer, count: length))
-                capacity *= 2
-                kept.withUnsafeBufferPointer { buffer.reserve(capacity).update(from: $0.baseAddress!, count: length) }
+        } catch {
+            if case let .tooLarge(size, limit) = error {
+                throw ImageError.unreadable(path: path, reason: "\(size) bytes, more than the \(limit)-byte limit for image files")
             }
+            throw ImageError.unreadable(path: path, reason: error.reason)
         }
     }
 

@@ -113,17 +113,17 @@ public enum ModelFile {
                 : "sidecar cannot be read: \(String(cString: strerror(errno)))"
             throw TrainingError.badModelFile(path: path, reason: reason)
         }
-        guard status.st_mode & S_IFMT == S_IFREG else {
-            throw TrainingError.badModelFile(path: path, reason: "sidecar is not a regular file")
-        }
-        guard Int(status.st_size) <= maximumSidecarBytes else {
-            throw TrainingError.badModelFile(path: path, reason: "sidecar is \(status.st_size) bytes, more than the \(maximumSidecarBytes) a sidecar may have")
-        }
-        guard let data = FileManager.default.contents(atPath: path) else {
-            throw TrainingError.badModelFile(path: path, reason: "sidecar cannot be read: \(String(cString: strerror(errno)))")
+        let data: [UInt8]
+        do throws(FileReadError) { data = try RegularFile.contents(of: path, limit: maximumSidecarBytes) } catch {
+            switch error {
+            case .notRegular: throw TrainingError.badModelFile(path: path, reason: "sidecar is not a regular file")
+            case let .tooLarge(size, limit):
+                throw TrainingError.badModelFile(path: path, reason: "sidecar is \(size) bytes, more than the \(limit) a sidecar may have")
+            case let .system(reason): throw TrainingError.badModelFile(path: path, reason: "sidecar cannot be read: \(reason)")
+            }
         }
         let sidecar: ModelSidecar
-        do { sidecar = try JSONDecoder().decode(ModelSidecar.self, from: data) } catch {
+        do { sidecar = try JSONDecoder().decode(ModelSidecar.self, from: Data(data)) } catch {
             throw TrainingError.badModelFile(path: path, reason: "sidecar is not valid: \(error)")
         }
         try sidecar.validate(path: path)

@@ -1,10 +1,5 @@
 import Foundation
 import FoveaTensor
-#if canImport(Glibc)
-import Glibc
-#elseif canImport(Darwin)
-import Darwin
-#endif
 
 /// Reading and writing the safetensors format (https://github.com/huggingface/safetensors).
 ///
@@ -34,6 +29,9 @@ public enum SafeTensors {
             self.values = values
         }
     }
+
+    /// The largest file read (8 GiB; the zoo's largest model with the state of Adam is under 2).
+    public static let maximumFileBytes = 8 << 30
 
     /// The longest header accepted, as in the reference implementation (100 MB).
     public static let maximumHeaderLength = 100_000_000
@@ -267,27 +265,9 @@ public enum SafeTensors {
     }
 }
 
-/// Reads the whole file at `path`.
+/// Reads the whole regular file at `path` (`RegularFile`), up to `SafeTensors.maximumFileBytes`.
 private func readFile(path: String) throws -> [UInt8] {
-    func failure() -> SafeTensorsError { .unreadableFile(path: path, reason: String(cString: strerror(errno))) }
-    // O_NONBLOCK: opening a FIFO for reading would otherwise wait for a writer; regular files ignore it.
-    let descriptor = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK)
-    guard descriptor >= 0 else { throw failure() }
-    defer { close(descriptor) }
-    var status = stat()
-    guard fstat(descriptor, &status) == 0 else { throw failure() }
-    guard status.st_mode & S_IFMT == S_IFREG else { throw SafeTensorsError.unreadableFile(path: path, reason: "not a regular file") }
-    var bytes = [UInt8](repeating: 0, count: Int(status.st_size))
-    var filled = 0
-    try bytes.withUnsafeMutableBytes { buffer in
-        guard let base = buffer.baseAddress else { return }
-        while filled < buffer.count {
-            let result = read(descriptor, base + filled, buffer.count - filled)
-            if result < 0 && errno == EINTR { continue }
-            if result < 0 { throw failure() }
-            if result == 0 { break }
-            filled += result
-        }
+    do throws(FileReadError) { return try RegularFile.contents(of: path, limit: SafeTensors.maximumFileBytes) } catch {
+        throw SafeTensorsError.unreadableFile(path: path, reason: error.reason)
     }
-    return Array(bytes.prefix(filled))
 }
