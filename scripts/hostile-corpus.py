@@ -316,6 +316,17 @@ mnist_case("empty test split", {TEST_IMAGES: idx([0, 28, 28]), TEST_LABELS: idx(
            names_split=True)
 mnist_case("magic of a float IDX", {IMAGES: bytes([0, 0, 0x0D, 3]) + bytes(12)}, ["0x08"])
 
+# Outputs: evaluate --output must replace only a regular file (as root, replacing a device node destroyed it).
+valid = folder("mnist", "valid")
+for file, content in {IMAGES: idx([64, 28, 28]), LABELS: idx([64]), TEST_IMAGES: idx([16, 28, 28]), TEST_LABELS: idx([16])}.items():
+    write(os.path.join(valid, file), content)
+for label, kind in [("evaluate --output at a FIFO", "fifo"), ("evaluate --output at a folder", "dir")]:
+    target = path("outputs", "report-%s.json" % kind)
+    place(target, kind)
+    case("output", label, ["evaluate", "--weights", "{D}/model/model.safetensors", "--dataset", "mnist", "--data-dir",
+                           "{D}/mnist/valid", "--output", "{D}/outputs/report-%s.json" % kind], 1,
+         "{D}/outputs/report-%s.json" % kind, "not a regular file")
+
 # ---------------------------------------------------------------- CIFAR-10 binary release
 
 
