@@ -13,6 +13,8 @@ When the command runs longer than --timeout seconds it is stopped (SIGTERM, then
 that had started and not finished are named with how long they had run. When the command dies of a signal, the
 tail of its console output (the crash report) is printed. The exit status is the command's (124 on timeout).
 """
+import atexit
+import shutil
 import argparse
 import json
 import os
@@ -35,6 +37,7 @@ def main():
         parser.error("no test command given")
 
     work = tempfile.mkdtemp(prefix="fovea-tests-")
+    atexit.register(shutil.rmtree, work, True)
     events_path = args.events or os.path.join(work, "events.jsonl")
     console_path = args.console or os.path.join(work, "console.log")
     open(events_path, "w").close()

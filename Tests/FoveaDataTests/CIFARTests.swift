@@ -3,8 +3,17 @@ import FoveaData
 import FoveaTensor
 import Testing
 
+/// The folder under which this test process keeps its scratch folders; it is removed when the process exits.
+let scratchRoot: String = {
+    let root = NSTemporaryDirectory() + "fovea-data-tests-\(getpid())"
+    try? FileManager.default.createDirectory(atPath: root, withIntermediateDirectories: true)
+    atexit { try? FileManager.default.removeItem(atPath: NSTemporaryDirectory() + "fovea-data-tests-\(getpid())") }
+    return root
+}()
+
+/// A new empty folder for one test, under `scratchRoot`.
 func scratchDirectory(_ name: String) throws -> String {
-    let path = NSTemporaryDirectory() + "fovea-\(name)-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
+    let path = scratchRoot + "/\(name)-\(UInt32.random(in: 0...UInt32.max))"
     try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
     return path
 }

@@ -35,11 +35,20 @@ func runCommand(_ executable: String, _ arguments: [String], environment: [Strin
     process.standardOutput = output
     process.standardError = error
     try process.run()
+    // Standard error is read on another thread: a child that filled one pipe while this read the other would block.
+    final class Collected: @unchecked Sendable { var data = Data() }
+    let errorData = Collected()
+    let errorRead = DispatchGroup()
+    errorRead.enter()
+    DispatchQueue.global().async {
+        errorData.data = error.fileHandleForReading.readDataToEndOfFile()
+        errorRead.leave()
+    }
     let outputData = output.fileHandleForReading.readDataToEndOfFile()
-    let errorData = error.fileHandleForReading.readDataToEndOfFile()
+    errorRead.wait()
     process.waitUntilExit()
     return CommandResult(status: process.terminationStatus, output: String(decoding: outputData, as: UTF8.self),
-                         error: String(decoding: errorData, as: UTF8.self))
+                         error: String(decoding: errorData.data, as: UTF8.self))
 }
 
 /// Writes an MNIST-style directory of 28×28 images whose class k is a bright 6×6 square at a class-specific

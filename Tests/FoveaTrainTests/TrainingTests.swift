@@ -9,8 +9,17 @@ import Testing
 
 let fashionMNIST = "/usr/share/datasets/fashion-mnist"
 
+/// The folder under which this test process keeps its scratch folders; it is removed when the process exits.
+let scratchRoot: String = {
+    let root = NSTemporaryDirectory() + "fovea-train-tests-\(getpid())"
+    try? FileManager.default.createDirectory(atPath: root, withIntermediateDirectories: true)
+    atexit { try? FileManager.default.removeItem(atPath: NSTemporaryDirectory() + "fovea-train-tests-\(getpid())") }
+    return root
+}()
+
+/// A new empty folder for one test, under `scratchRoot`.
 func temporaryDirectory(_ name: String) throws -> String {
-    let path = NSTemporaryDirectory() + "fovea-\(name)-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
+    let path = scratchRoot + "/\(name)-\(UInt32.random(in: 0...UInt32.max))"
     try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
     return path
 }
