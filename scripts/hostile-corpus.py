@@ -197,6 +197,17 @@ weights_case("tensor shape 2^40", safetensors(big, data), [first])
 weights_case("header nested 100,000 deep",
              struct.pack("<Q", 200_002) + b"{" + b"[" * 100_000 + b"]" * 100_000 + b"}", ["header"])
 weights_case("1 MB of random bytes", os.urandom(1 << 20), ["afetensors"])
+many = dict(header)
+for i in range(50_000):  # a 3.6 MB header, under the 4 MiB limit
+    many["stray.%05d" % i] = {"dtype": "F32", "shape": [0], "data_offsets": [len(data), len(data)]}
+weights_case("50,000 empty stray tensors, correctly signed", safetensors(many, data), ["unexpected key", "and 49980 more"])
+many["stray.50000"] = {"dtype": "F32", "shape": [0], "data_offsets": [len(data), len(data)]}
+for i in range(50_001, 80_000):
+    many["stray.%05d" % i] = many["stray.50000"]
+weights_case("80,000 empty stray tensors: a header over the limit", safetensors(many, data), ["header"])
+objects = b"{" + b",".join(b'"%05x":{}' % i for i in range(370_000)) + b"}"  # 4.07 MB of empty JSON objects
+objects += b" " * ((8 - (8 + len(objects)) % 8) % 8)
+weights_case("370,000 empty objects in a header", struct.pack("<Q", len(objects)) + objects, ["afetensors"])
 flipped = bytearray(WEIGHTS)
 flipped[len(flipped) - 101] ^= 0x04
 weights_case("one flipped data byte", bytes(flipped), ["damaged"])

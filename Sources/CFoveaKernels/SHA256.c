@@ -97,9 +97,13 @@ static int cpu_has_sha_extensions(void) {
 /// The block function: the SHA extensions where the CPU has them (and the context may use them), else portable C.
 static void compress(fovea_sha256_context *context, const uint8_t *data, size_t blocks) {
 #if defined(__x86_64__)
-    static int available = -1;
-    if (available < 0) available = cpu_has_sha_extensions();
-    if (available && !context->portable) { compress_blocks_sha_extensions(context->state, data, blocks); return; }
+    static int available = -1;  // Read and written atomically: threads may hash at once; all compute the same value.
+    int known = __atomic_load_n(&available, __ATOMIC_RELAXED);
+    if (known < 0) {
+        known = cpu_has_sha_extensions();
+        __atomic_store_n(&available, known, __ATOMIC_RELAXED);
+    }
+    if (known && !context->portable) { compress_blocks_sha_extensions(context->state, data, blocks); return; }
 #endif
     compress_blocks(context->state, data, blocks);
 }

@@ -191,8 +191,9 @@ public enum Checkpoint {
         }
         if let problem = decoded.options.problem() { throw bad("checkpoint options: \(problem)") }
         if let problem = decoded.progress.problem(epochs: decoded.options.epochs) { throw bad("checkpoint progress: \(problem)") }
-        if let (name, value) = decoded.optimizerCounters.first(where: { $0.value < 0 }) {
-            throw bad("checkpoint optimizer counter \(name.prefix(40)) is \(value)")
+        // Optimizer counters count steps: never more than the run has taken.
+        if let (name, value) = decoded.optimizerCounters.first(where: { !(0...decoded.progress.step).contains($0.value) }) {
+            throw bad("checkpoint optimizer counter \(name.prefix(40)) is \(value), not 0 to the \(decoded.progress.step) steps taken")
         }
         return decoded
     }
@@ -202,13 +203,16 @@ extension TrainingProgress {
     /// What is impossible about this progress for a run of `epochs` epochs, or nil; `batches` and `samples` (per
     /// epoch), when known, bound the position within the epoch.
     public func problem(epochs: Int, batches: Int? = nil, samples: Int? = nil) -> String? {
-        let sampleLimit = samples ?? Int.max
+        guard (1...TrainingOptions.maximumCount).contains(epochs) else { return "a run of \(epochs) epochs" }
+        // Without the data, counts are bounded far below overflow (the trainer adds to each of them).
+        let sampleLimit = samples ?? 1 << 40, batchLimit = batches ?? 1 << 40
         if !(1...epochs + 1).contains(epoch) { return "epoch \(epoch) is not 1 to \(epochs + 1)" }
-        if batch < 0 || batch > (batches ?? Int.max) { return "batch \(batch) is not 0 to \(batches.map(String.init) ?? "the batches of an epoch")" }
-        if step < 0 { return "step \(step) is negative" }
+        if batch < 0 || batch > batchLimit { return "batch \(batch) is not 0 to \(batches.map(String.init) ?? "the batches of an epoch")" }
+        if step < 0 || step > epoch * batchLimit { return "step \(step) is not 0 to \(epoch) × the batches of an epoch" }
         if epochSamples < -1 || epochSamples > sampleLimit { return "epoch_samples \(epochSamples) is out of range" }
+        let seen = epochSamples >= 0 ? epochSamples : sampleLimit
+        if correct < 0 || correct > seen { return "correct \(correct) is not 0 to \(seen)" }
         if !lossSum.isFinite || lossSum < 0 { return "loss sum \(lossSum) is not a finite number ≥ 0" }
-        if correct < 0 || correct > max(epochSamples, 0) && epochSamples >= 0 { return "correct \(correct) is not 0 to \(max(epochSamples, 0))" }
         if epochSkipped < 0 || epochSkipped > sampleLimit { return "epoch_skipped \(epochSkipped) is out of range" }
         if history.count != epoch - 1 { return "\(history.count) finished epochs in the history at epoch \(epoch)" }
         if let index = history.indices.first(where: { history[$0].epoch != $0 + 1 }) {
@@ -216,6 +220,14 @@ extension TrainingProgress {
         }
         if let bestEpoch, !(1..<epoch).contains(bestEpoch) { return "best epoch \(bestEpoch) is not a finished epoch" }
         if let bestMetric, !bestMetric.isFinite { return "best metric \(bestMetric) is not finite" }
+        if let plateau {
+            if !(plateau.factor > 0 && plateau.factor < 1) || plateau.patience < 0 || plateau.patience > TrainingOptions.maximumCount
+                || !(0...history.count).contains(plateau.badEvaluations) || !(plateau.scale >= 0 && plateau.scale <= 1)
+                || !(plateau.minimum >= 0 && plateau.minimum.isFinite) || !plateau.threshold.isFinite
+                || plateau.best.map({ !$0.isFinite }) == true {
+                return "plateau state \(plateau) is not possible"
+            }
+        }
         return nil
     }
 }

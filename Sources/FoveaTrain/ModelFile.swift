@@ -169,7 +169,9 @@ public enum ModelFile {
         for (name, buffer) in model.namedBuffers() { plan(name, buffer.value.shape) { buffer.value = $0 } }
         for name in entries.keys.sorted() where !expectedNames.contains(name) { problems.append("unexpected key \(name)") }
         guard problems.isEmpty else {
-            throw TrainingError.badModelFile(path: path, reason: "does not fit the model: " + problems.joined(separator: "; "))
+            // A hostile file can hold a million stray names: the message lists the first twenty.
+            let listed = problems.prefix(20).joined(separator: "; ") + (problems.count > 20 ? "; and \(problems.count - 20) more" : "")
+            throw TrainingError.badModelFile(path: path, reason: "does not fit the model: " + listed)
         }
         for assign in assignments { try assign() }
     }
@@ -218,14 +220,20 @@ public func writeAtomically(_ bytes: some ContiguousBytes, to path: String) thro
     }
 }
 
+/// The files a run writes in its folder, whose interrupted writes `removeInterruptedWrites` may clean up.
+let runFileNames: Set<String> = ["metrics.jsonl", "metrics.csv", "report.json", "report.html", "model.safetensors",
+                                 "model.json", "model-ema.safetensors", "model-ema.json", "checkpoint-last.safetensors",
+                                 "checkpoint-best.safetensors"]
+
 /// Removes the temporary files (`NAME.tmp-PID`, regular files) that `writeAtomically` leaves when its process is killed
-/// mid-write, for processes that no longer run; returns their names. Anything else in the folder is left alone.
+/// mid-write, for the files a run writes (`runFileNames`) and processes that no longer run; returns their names.
+/// Anything else in the folder — a user's own `*.tmp-*` — is left alone.
 func removeInterruptedWrites(in directory: String) -> [String] {
     guard let names = try? FileManager.default.contentsOfDirectory(atPath: directory) else { return [] }
     var removed: [String] = []
     for name in names.sorted() {
-        guard let marker = name.range(of: ".tmp-", options: .backwards), marker.lowerBound > name.startIndex,
-              let pid = Int32(name[marker.upperBound...]), pid > 0 else { continue }
+        guard let marker = name.range(of: ".tmp-", options: .backwards), runFileNames.contains(String(name[..<marker.lowerBound])),
+              let pid = Int32(name[marker.upperBound...]), pid > 0, String(pid) == name[marker.upperBound...] else { continue }
         // kill(pid, 0) fails with ESRCH only when no such process exists: a live writer's file is kept.
         guard pid != getpid(), kill(pid, 0) != 0, errno == ESRCH else { continue }
         let path = (directory as NSString).appendingPathComponent(name)

@@ -6,7 +6,7 @@ public enum SafeTensorsError: Error, CustomStringConvertible, Equatable, Sendabl
     case unreadableFile(path: String, reason: String)
     /// The file is shorter than the 8-byte header length.
     case fileTooShort(path: String, byteCount: Int)
-    /// The declared header length exceeds the bytes that follow it (or the 100 MB limit).
+    /// The declared header length exceeds the bytes that follow it (or `SafeTensors.maximumHeaderLength`).
     case headerTooLarge(path: String, headerLength: UInt64, available: Int)
     /// The header is not UTF-8, not JSON, or not a JSON object starting with `{`.
     case invalidHeader(path: String, reason: String)

@@ -342,8 +342,6 @@ public final class Trainer {
             guard let output else { throw TrainingError.invalidOption("--resume needs the run's directory") }
             state = try Checkpoint.restore(from: output.file(Self.lastCheckpointName), model: model, optimizer: optimizer,
                                            average: average)
-            // Lines of an epoch that finished after the checkpoint are written again when it finishes again.
-            try output.writeMetrics(state.history)
         }
         for name in output?.removedLeftovers ?? [] { progress.note("removed \(name), left by an interrupted write") }
         func saveCheckpoint(_ name: String) throws {
@@ -365,6 +363,8 @@ public final class Trainer {
             throw TrainingError.badModelFile(path: output?.file(Self.lastCheckpointName) ?? "checkpoint",
                                              reason: "checkpoint progress: \(problem)")
         }
+        // Lines of an epoch that finished after the checkpoint are written again when it finishes again.
+        if resume { try output?.writeMetrics(state.history) }
         if state.epochSamples < 0 { state.epochSamples = state.batch * options.batchSize }
         // Test samples skipped in the epoch's evaluation (training ones are counted in `state`).
         let skippedInTest = options.skipBadFiles ? SkippedSampleCollector() : nil

@@ -128,6 +128,8 @@ struct IntegrityTests {
             ("epoch past the run", "epoch", progress("epoch", 9), { _ in }),
             ("epoch zero", "epoch", progress("epoch", 0), { _ in }),
             ("negative step", "step", progress("step", -3), { _ in }),
+            ("step at Int.max", "step", progress("step", Int.max), { _ in }),
+            ("optimizer counter past the steps", "counter", { $0["optimizerCounters"] = ["step": 1000] }, { _ in }),
             ("infinite-ish loss sum", "loss sum", progress("lossSum", -1.0), { _ in }),
             ("more correct than seen", "correct", progress("correct", 1000), { _ in }),
             ("a misspelt option", "'epocis'", { object in
@@ -171,15 +173,16 @@ struct IntegrityTests {
         // A process id no process has: the writer of these files is gone.
         let dead = try #require((100_000...4_194_303).reversed().first { kill(pid_t($0), 0) != 0 && errno == ESRCH })
         let stale = run + "/checkpoint-last.safetensors.tmp-\(dead)", live = run + "/model.json.tmp-\(getppid())"
-        let unrelated = run + "/notes.tmp-draft"
-        for file in [stale, live, unrelated] { try Data("partial".utf8).write(to: URL(fileURLWithPath: file)) }
+        // A user's files that look alike: not a name a run writes, or digits that are no process id.
+        let unrelated = [run + "/notes.tmp-draft", run + "/db.tmp-20240101", run + "/metrics.csv.tmp-0\(dead)"]
+        for file in [stale, live] + unrelated { try Data("partial".utf8).write(to: URL(fileURLWithPath: file)) }
         let resumed = try runFovea(["train", "--resume", run])
         #expect(resumed.status == 0, "\(resumed.error)")
         #expect(!FileManager.default.fileExists(atPath: stale), "the dead writer's file is still there")
         #expect(resumed.output.contains("removed checkpoint-last.safetensors.tmp-\(dead)")
                 || resumed.error.contains("removed checkpoint-last.safetensors.tmp-\(dead)"), "\(resumed.output)")
         #expect(FileManager.default.fileExists(atPath: live), "a file of a running process was removed")
-        #expect(FileManager.default.fileExists(atPath: unrelated), "a file Fovea did not write was removed")
+        for file in unrelated { #expect(FileManager.default.fileExists(atPath: file), "\(file), not Fovea's, was removed") }
 
         // A fresh run into the finished folder that fails before its first epoch ends keeps the old log.
         let metrics = run + "/metrics.jsonl"
