@@ -108,14 +108,6 @@ static void compress(fovea_sha256_context *context, const uint8_t *data, size_t 
     compress_blocks(context->state, data, blocks);
 }
 
-int fovea_sha256_has_extensions(void) {
-#if defined(__x86_64__)
-    return cpu_has_sha_extensions();
-#else
-    return 0;
-#endif
-}
-
 void fovea_sha256_init_portable(fovea_sha256_context *context) {
     fovea_sha256_init(context);
     context->portable = 1;

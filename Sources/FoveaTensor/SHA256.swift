@@ -4,16 +4,11 @@ import CFoveaKernels
 public struct SHA256 {
     private var context = fovea_sha256_context()
 
-    /// A digest of nothing yet; blocks go through the CPU's SHA extensions where it has them.
-    public init() { fovea_sha256_init(&context) }
-
-    /// A digest of nothing yet; with `portable`, blocks always go through the portable C rounds (for comparisons).
-    public init(portable: Bool) {
+    /// A digest of nothing yet. Blocks go through the CPU's SHA extensions where it has them; with `portable`, always
+    /// through the portable C rounds (for comparing the two).
+    public init(portable: Bool = false) {
         if portable { fovea_sha256_init_portable(&context) } else { fovea_sha256_init(&context) }
     }
-
-    /// Whether this CPU has the SHA extensions the default digest uses.
-    public static var usesExtensions: Bool { fovea_sha256_has_extensions() != 0 }
 
     /// Feeds the next piece of the message.
     public mutating func update(_ bytes: UnsafeRawBufferPointer) {

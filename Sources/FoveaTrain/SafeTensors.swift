@@ -125,7 +125,7 @@ public enum SafeTensors {
     /// The SHA-256 of a header without its digest followed by the data buffer.
     private static func digest(header: String, data: UnsafeRawBufferPointer) -> String {
         var hash = SHA256()
-        hash.update(Array(header.utf8))
+        hash.update(header.utf8)
         hash.update(data)
         return hash.hexDigest()
     }

@@ -58,8 +58,6 @@ typedef struct {
 void fovea_sha256_init(fovea_sha256_context *context);
 /// The same, always in portable C (for tests that compare the two).
 void fovea_sha256_init_portable(fovea_sha256_context *context);
-/// 1 when the CPU has the SHA extensions (x86 SHA-NI with SSSE3 and SSE4.1), else 0.
-int fovea_sha256_has_extensions(void);
 void fovea_sha256_update(fovea_sha256_context *context, const void *data, size_t size);
 void fovea_sha256_final(fovea_sha256_context *context, uint8_t digest[32]);
 
