@@ -6,8 +6,8 @@ import Darwin
 
 /// Why a file could not be read whole; each reader turns it into its own error type, naming the file.
 public enum FileReadError: Error, Equatable, Sendable {
-    /// Opening, inspecting or reading failed; `reason` is the operating system's (e.g. "No such file or directory").
-    case system(reason: String)
+    /// Opening, inspecting or reading failed with the operating system's error `code` (`errno`, e.g. ENOENT).
+    case system(code: Int32)
     /// The path is a FIFO, folder, device or socket, which a reader would wait on or cannot read.
     case notRegular
     /// The file is larger than the reader's limit.
@@ -16,7 +16,7 @@ public enum FileReadError: Error, Equatable, Sendable {
     /// The reason in words, for messages that already name the file.
     public var reason: String {
         switch self {
-        case let .system(reason): return reason
+        case let .system(code): return String(cString: strerror(code))
         case .notRegular: return "not a regular file"
         case let .tooLarge(size, limit): return "\(size) bytes, more than the \(limit)-byte limit"
         }
@@ -34,12 +34,12 @@ public struct RegularFile: ~Copyable {
     /// Opens `path` and checks its type and size.
     public init(path: String, limit: Int) throws(FileReadError) {
         let opened = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK)
-        guard opened >= 0 else { throw .system(reason: String(cString: strerror(errno))) }
+        guard opened >= 0 else { throw .system(code: errno) }
         var status = stat()
         guard fstat(opened, &status) == 0 else {
-            let reason = String(cString: strerror(errno))
+            let code = errno
             close(opened)
-            throw .system(reason: reason)
+            throw .system(code: code)
         }
         guard status.st_mode & S_IFMT == S_IFREG else { close(opened); throw .notRegular }
         guard Int(status.st_size) <= limit else { close(opened); throw .tooLarge(size: Int(status.st_size), limit: limit) }
@@ -57,7 +57,7 @@ public struct RegularFile: ~Copyable {
             let got = Darwin.read(descriptor, buffer, count)
             #endif
             if got >= 0 { return got }
-            if errno != EINTR { throw .system(reason: String(cString: strerror(errno))) }
+            if errno != EINTR { throw .system(code: errno) }
         }
     }
 

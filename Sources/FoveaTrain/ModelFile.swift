@@ -107,20 +107,15 @@ public enum ModelFile {
     /// `maximumSidecarBytes`, valid JSON, values a model can be built and fed from.
     public static func readSidecar(for weightsPath: String) throws -> ModelSidecar {
         let path = sidecarPath(for: weightsPath)
-        var status = stat()
-        guard stat(path, &status) == 0 else {
-            let reason = errno == ENOENT ? "sidecar missing (it is written next to the weights by fovea train)"
-                : "sidecar cannot be read: \(String(cString: strerror(errno)))"
-            throw TrainingError.badModelFile(path: path, reason: reason)
-        }
         let data: [UInt8]
         do throws(FileReadError) { data = try RegularFile.contents(of: path, limit: maximumSidecarBytes) } catch {
-            switch error {
-            case .notRegular: throw TrainingError.badModelFile(path: path, reason: "sidecar is not a regular file")
-            case let .tooLarge(size, limit):
-                throw TrainingError.badModelFile(path: path, reason: "sidecar is \(size) bytes, more than the \(limit) a sidecar may have")
-            case let .system(reason): throw TrainingError.badModelFile(path: path, reason: "sidecar cannot be read: \(reason)")
+            let reason = switch error {
+            case .system(ENOENT): "sidecar missing (it is written next to the weights by fovea train)"
+            case .system: "sidecar cannot be read: \(error.reason)"
+            case .notRegular: "sidecar is not a regular file"
+            case let .tooLarge(size, limit): "sidecar is \(size) bytes, more than the \(limit) a sidecar may have"
             }
+            throw TrainingError.badModelFile(path: path, reason: reason)
         }
         let sidecar: ModelSidecar
         do { sidecar = try JSONDecoder().decode(ModelSidecar.self, from: Data(data)) } catch {
