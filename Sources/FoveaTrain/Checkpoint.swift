@@ -112,25 +112,25 @@ public enum Checkpoint {
         var weights: [String: SafeTensors.Entry] = [:]
         var optimizerTensors: [String: Tensor] = [:]
         var averaged: [String: Tensor] = [:]
-        for (name, entry) in file.entries {
+        // Model weights are checked by `ModelFile.assign`; optimizer and EMA state here, before they become tensors.
+        func state(_ name: String, _ entry: SafeTensors.Entry) throws -> Tensor {
+            if let (index, _) = entry.firstNonFinite {
+                throw TrainingError.badModelFile(path: path, reason: "\(name) holds a NaN or infinite value at element \(index)")
+            }
+            return try Tensor(shape: entry.shape, values: entry.values)
+        }
+        for (name, entry) in file.entries.sorted(by: { $0.key < $1.key }) {
             if name.hasPrefix("ema/") {
-                averaged[String(name.dropFirst(4))] = try Tensor(shape: entry.shape, values: entry.values)
+                averaged[String(name.dropFirst(4))] = try state(name, entry)
             } else if name.hasPrefix("model/") {
                 weights[String(name.dropFirst(6))] = entry
             } else if name.hasPrefix("optimizer/") {
-                optimizerTensors[String(name.dropFirst(10))] = try Tensor(shape: entry.shape, values: entry.values)
+                optimizerTensors[String(name.dropFirst(10))] = try state(name, entry)
             } else {
                 throw TrainingError.badModelFile(path: path, reason: "unexpected tensor \(name) in a checkpoint")
             }
         }
         try ModelFile.assign(weights, to: model, path: path)
-        for (kind, tensors) in [("optimizer", optimizerTensors), ("ema", averaged)] {
-            for (name, tensor) in tensors.sorted(by: { $0.key < $1.key }) {
-                if let index = try tensor.toArray().firstIndex(where: { !$0.isFinite }) {
-                    throw TrainingError.badModelFile(path: path, reason: "\(kind)/\(name) holds a NaN or infinite value at element \(index)")
-                }
-            }
-        }
         do {
             try optimizer.restore(OptimizerState(tensors: optimizerTensors, counters: metadata.optimizerCounters))
         } catch {

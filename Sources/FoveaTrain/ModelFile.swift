@@ -155,8 +155,8 @@ public enum ModelFile {
                 problems.append("shape mismatch for \(name): file \(entry.shape), model \(shape)"); return
             }
             // NaN or infinite weights give NaN probabilities that print as answers: refuse them here.
-            if let index = entry.values.firstIndex(where: { !$0.isFinite }) {
-                problems.append("\(name) holds \(entry.values[index]) at element \(index)"); return
+            if let (index, value) = entry.firstNonFinite {
+                problems.append("\(name) holds \(value) at element \(index)"); return
             }
             assignments.append { assign(try Tensor(shape: entry.shape, values: entry.values)) }
         }

@@ -28,6 +28,11 @@ public enum SafeTensors {
             self.shape = shape
             self.values = values
         }
+
+        /// The first NaN or infinite value and where it is, or nil: such weights or state give NaN answers.
+        public var firstNonFinite: (index: Int, value: Float)? {
+            values.firstIndex { !$0.isFinite }.map { ($0, values[$0]) }
+        }
     }
 
     /// The largest file read (8 GiB; the zoo's largest model with the state of Adam is under 2).
