@@ -12,6 +12,13 @@ public struct CIFARDataset: LabeledImages {
     public enum Variant: Sendable, Equatable {
         case cifar10
         case cifar100(fine: Bool)
+
+        /// 10, 100 fine or 20 coarse classes.
+        public var classCount: Int { self == .cifar10 ? 10 : (self == .cifar100(fine: true) ? 100 : 20) }
+        /// Label bytes before each record's pixels: CIFAR-100 stores the coarse label, then the fine one.
+        var labelBytes: Int { self == .cifar10 ? 1 : 2 }
+        /// Which of those bytes is the label used.
+        var labelOffset: Int { self == .cifar100(fine: true) ? 1 : 0 }
     }
 
     public let variant: Variant
@@ -19,7 +26,7 @@ public struct CIFARDataset: LabeledImages {
     public var channels: Int { 3 }
     public var height: Int { 32 }
     public var width: Int { 32 }
-    public let classCount: Int
+    public var classCount: Int { variant.classCount }
     public let pixels: [UInt8]
     public let labels: [Int32]
     /// Class names read from the release's name file, if it is there.
@@ -32,9 +39,8 @@ public struct CIFARDataset: LabeledImages {
     /// nothing else, and every label must be one of the variant's classes.
     public static func parseRecords(_ data: [UInt8], path: String, variant: Variant, pixels: inout [UInt8],
                                     labels: inout [Int32]) throws {
-        let labelBytes = variant == .cifar10 ? 1 : 2
+        let (labelBytes, classCount) = (variant.labelBytes, variant.classCount)
         let recordSize = labelBytes + 3072
-        let classCount = variant == .cifar10 ? 10 : (variant == .cifar100(fine: true) ? 100 : 20)
         guard !data.isEmpty, data.count % recordSize == 0 else {
             throw DatasetError.partialRecord(path: path, byteCount: data.count, recordSize: recordSize)
         }
@@ -44,7 +50,7 @@ public struct CIFARDataset: LabeledImages {
         try data.withUnsafeBytes { (bytes: UnsafeRawBufferPointer) in
             for record in 0..<records {
                 let base = record * recordSize
-                let label = Int(bytes[base + (variant == .cifar100(fine: true) ? 1 : 0)])
+                let label = Int(bytes[base + variant.labelOffset])
                 guard label < classCount else {
                     throw DatasetError.labelOutOfRange(path: path, index: record, label: label, classCount: classCount)
                 }
@@ -71,7 +77,6 @@ public struct CIFARDataset: LabeledImages {
         case (false, .train): ["train.bin"]
         case (false, .test): ["test.bin"]
         }
-        let classCount = isTen ? 10 : (variant == .cifar100(fine: true) ? 100 : 20)
         var pixels: [UInt8] = [], labels: [Int32] = []
         for name in names {
             let path = joinPath(folder, name)
@@ -84,7 +89,6 @@ public struct CIFARDataset: LabeledImages {
         let count = min(labels.count, limit ?? Int.max)
         self.variant = variant
         self.count = count
-        self.classCount = classCount
         self.pixels = count == labels.count ? pixels : Array(pixels.prefix(count * 3072))
         self.labels = Array(labels.prefix(count))
         let nameFile = joinPath(folder, isTen ? "batches.meta.txt"
@@ -93,6 +97,6 @@ public struct CIFARDataset: LabeledImages {
         let nameBytes = FileManager.default.fileExists(atPath: nameFile) ? try readWholeFile(path: nameFile, limit: 1 << 20) : nil
         let listed = nameBytes.map { String(decoding: $0, as: UTF8.self) }?
             .split(whereSeparator: \.isNewline).map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
-        classNames = listed?.count == classCount ? listed : nil
+        classNames = listed?.count == variant.classCount ? listed : nil
     }
 }
