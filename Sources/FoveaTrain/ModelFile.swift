@@ -217,8 +217,8 @@ public func writeAtomically(_ bytes: some ContiguousBytes, to path: String) thro
 
 /// The files a run writes in its folder, whose interrupted writes `removeInterruptedWrites` may clean up.
 let runFileNames: Set<String> = ["metrics.jsonl", "metrics.csv", "report.json", "report.html", "model.safetensors",
-                                 "model.json", "model-ema.safetensors", "model-ema.json", "checkpoint-last.safetensors",
-                                 "checkpoint-best.safetensors"]
+                                 "model.json", "model-ema.safetensors", "model-ema.json", Trainer.lastCheckpointName,
+                                 Trainer.bestCheckpointName]
 
 /// Removes the temporary files (`NAME.tmp-PID`, regular files) that `writeAtomically` leaves when its process is killed
 /// mid-write, for the files a run writes (`runFileNames`) and processes that no longer run; returns their names.

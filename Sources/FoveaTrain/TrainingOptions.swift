@@ -160,13 +160,9 @@ public struct TrainingOptions: Codable, Equatable, Sendable {
     public func problem() -> String? {
         // Upper bounds keep every product of counts (steps = epochs × batches, batch × image) far from overflow
         // and every allocation within a machine.
-        if !(1...Self.maximumCount).contains(epochs) { return "--epochs must be 1 to \(Self.maximumCount) (got \(epochs))" }
-        if !(1...Self.maximumBatchSize).contains(batchSize) {
-            return "--batch-size must be 1 to \(Self.maximumBatchSize) (got \(batchSize))"
-        }
-        if !(1...Self.maximumBatchSize).contains(evaluationBatchSize) {
-            return "eval_batch_size must be 1 to \(Self.maximumBatchSize) (got \(evaluationBatchSize))"
-        }
+        if let problem = Self.outOfRange("--epochs", epochs, 1...Self.maximumCount)
+            ?? Self.outOfRange("--batch-size", batchSize, 1...Self.maximumBatchSize)
+            ?? Self.outOfRange("eval_batch_size", evaluationBatchSize, 1...Self.maximumBatchSize) { return problem }
         if !(learningRate > 0) || !learningRate.isFinite { return "--lr must be a positive number (got \(learningRate))" }
         if !(0..<1).contains(momentum) { return "--momentum must be in [0, 1) (got \(momentum))" }
         if !(weightDecay >= 0 && weightDecay.isFinite) { return "--weight-decay must be a finite number ≥ 0 (got \(weightDecay))" }
@@ -190,7 +186,7 @@ public struct TrainingOptions: Codable, Equatable, Sendable {
         if let clipGradientNorm, !(clipGradientNorm > 0) { return "--clip-grad-norm must be positive" }
         if warmupEpochs < 0 || warmupEpochs >= epochs { return "--warmup-epochs must be in 0..<epochs" }
         if schedule == "multistep" && milestones.isEmpty { return "--schedule multistep needs --milestones" }
-        if !(1...Self.maximumCount).contains(stepEpochs) { return "--step-epochs must be 1 to \(Self.maximumCount) (got \(stepEpochs))" }
+        if let problem = Self.outOfRange("--step-epochs", stepEpochs, 1...Self.maximumCount) { return problem }
         if let milestone = milestones.first(where: { !(1...Self.maximumCount).contains($0) }) {
             return "--milestones must each be 1 to \(Self.maximumCount) (got \(milestone))"
         }
@@ -203,27 +199,27 @@ public struct TrainingOptions: Codable, Equatable, Sendable {
         }
         if let limitTrain, limitTrain < 1 { return "--limit-train must be at least 1" }
         if let limitTest, limitTest < 1 { return "--limit-test must be at least 1" }
-        if let checkpointEvery, !(1...Self.maximumCount).contains(checkpointEvery) {
-            return "--checkpoint-every must be 1 to \(Self.maximumCount) (got \(checkpointEvery))"
+        if let checkpointEvery, let problem = Self.outOfRange("--checkpoint-every", checkpointEvery, 1...Self.maximumCount) {
+            return problem
         }
         if !(0...Self.maximumCount).contains(plateauPatience) { return "--plateau-patience must be 0 to \(Self.maximumCount)" }
-        if !(8...ModelSidecar.maximumInputSide).contains(imageSize) {
-            return "--image-size must be 8 to \(ModelSidecar.maximumInputSide) (got \(imageSize))"
-        }
+        if let problem = Self.outOfRange("--image-size", imageSize, 8...ModelSidecar.maximumInputSide) { return problem }
         if let workers, workers < 0 || workers > 64 { return "--workers must be in 0…64" }
         if maximumImagePixels < 1 { return "--max-image-pixels must be at least 1 (got \(maximumImagePixels))" }
-        if !(1...Self.maximumBatchSize).contains(accumulationSteps) {
-            return "--accumulate must be 1 to \(Self.maximumBatchSize) (got \(accumulationSteps))"
-        }
+        if let problem = Self.outOfRange("--accumulate", accumulationSteps, 1...Self.maximumBatchSize) { return problem }
         if let emaDecay, !(0..<1).contains(emaDecay) { return "--ema-decay must be in [0, 1)" }
-        if let earlyStoppingPatience, !(1...Self.maximumCount).contains(earlyStoppingPatience) {
-            return "--early-stopping must be 1 to \(Self.maximumCount) (got \(earlyStoppingPatience))"
-        }
+        if let earlyStoppingPatience,
+           let problem = Self.outOfRange("--early-stopping", earlyStoppingPatience, 1...Self.maximumCount) { return problem }
         if !["test_accuracy", "test_loss"].contains(monitor) { return "--monitor must be test_accuracy or test_loss" }
         for transform in augmentations {
             do { try transform.validate() } catch { return "\(error)" }
         }
         return nil
+    }
+
+    /// "FLAG must be LOW to HIGH (got VALUE)" when `value` is outside `range`, else nil: the check of every bounded count.
+    public static func outOfRange(_ flag: String, _ value: Int, _ range: ClosedRange<Int>) -> String? {
+        range.contains(value) ? nil : "\(flag) must be \(range.lowerBound) to \(range.upperBound) (got \(value))"
     }
 
     /// The largest epoch count, milestone, patience or checkpoint interval accepted.

@@ -67,8 +67,8 @@ struct Bench: ParsableCommand {
     func run() throws {
         try runReportingErrors {
             if let peak, !(peak > 0) { throw TrainingError.invalidOption("--peak must be positive") }
-            if let batchSize, !(1...TrainingOptions.maximumBatchSize).contains(batchSize) {
-                throw TrainingError.invalidOption("--batch-size must be 1 to \(TrainingOptions.maximumBatchSize) (got \(batchSize))")
+            if let batchSize, let problem = TrainingOptions.outOfRange("--batch-size", batchSize, 1...TrainingOptions.maximumBatchSize) {
+                throw TrainingError.invalidOption(problem)
             }
             if batchSize != nil && models.isEmpty {
                 throw TrainingError.invalidOption("--batch-size applies to --model (the workloads have their own batch sizes)")

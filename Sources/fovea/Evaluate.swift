@@ -20,8 +20,8 @@ struct Evaluate: ParsableCommand {
             guard let which = IDXDataset.Split(rawValue: split) else {
                 throw TrainingError.invalidOption("--split must be test or train (got \(split))")
             }
-            guard (1...TrainingOptions.maximumBatchSize).contains(batchSize) else {
-                throw TrainingError.invalidOption("--batch-size must be 1 to \(TrainingOptions.maximumBatchSize) (got \(batchSize))")
+            if let problem = TrainingOptions.outOfRange("--batch-size", batchSize, 1...TrainingOptions.maximumBatchSize) {
+                throw TrainingError.invalidOption(problem)
             }
             let (model, sidecar) = try ModelFile.load(weights)
             let set: ImageClassificationSet

@@ -20,8 +20,8 @@ struct Models: ParsableCommand {
 
     func run() throws {
         try runReportingErrors {
-            guard (1...ModelSidecar.maximumClasses).contains(classes) else {
-                throw TrainingError.invalidOption("--classes must be 1 to \(ModelSidecar.maximumClasses) (got \(classes))")
+            if let problem = TrainingOptions.outOfRange("--classes", classes, 1...ModelSidecar.maximumClasses) {
+                throw TrainingError.invalidOption(problem)
             }
             let entries = try names.isEmpty ? ModelZoo.entries : names.map { try ModelZoo.entry($0) }
             if !json {
