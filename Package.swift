@@ -8,11 +8,13 @@ let package = Package(
     name: "Fovea",
     platforms: [.macOS(.v13)],
     products: [
-        .library(name: "Fovea", targets: ["FoveaTensor", "FoveaNN", "FoveaOptim", "FoveaData", "FoveaModels", "FoveaTrain"]),
+        .library(name: "Fovea", targets: ["FoveaTensor", "FoveaNN", "FoveaOptim", "FoveaData", "FoveaModels", "FoveaONNX", "FoveaTrain"]),
         .executable(name: "fovea", targets: ["fovea"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+        // ONNX's protobuf (Sources/FoveaONNX/Generated, made by scripts/generate-onnx-proto.sh).
+        .package(url: "https://github.com/apple/swift-protobuf", from: "1.39.0"),
     ],
     targets: [
         .systemLibrary(name: "CDNNL", path: "Sources/CDNNL",
@@ -28,7 +30,9 @@ let package = Package(
         .target(name: "FoveaDataKernels", swiftSettings: [.unsafeFlags(["-Ounchecked", "-target-cpu", "haswell"])]),
         .target(name: "FoveaData", dependencies: ["FoveaTensor", "CImageCodecs", "FoveaDataKernels"]),
         .target(name: "FoveaModels", dependencies: ["FoveaNN"]),
-        .target(name: "FoveaTrain", dependencies: ["FoveaTensor", "FoveaNN", "FoveaOptim", "FoveaData", "FoveaModels"]),
+        .target(name: "FoveaONNX", dependencies: ["FoveaTensor", "FoveaNN",
+                                                 .product(name: "SwiftProtobuf", package: "swift-protobuf")]),
+        .target(name: "FoveaTrain", dependencies: ["FoveaTensor", "FoveaNN", "FoveaOptim", "FoveaData", "FoveaModels", "FoveaONNX"]),
         .executableTarget(name: "fovea", dependencies: [
             "FoveaTrain",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
@@ -38,6 +42,7 @@ let package = Package(
         .testTarget(name: "FoveaDataTests", dependencies: ["FoveaData"], exclude: ["Fixtures"]),
         .testTarget(name: "FoveaModelsTests", dependencies: ["FoveaModels", "FoveaOptim", "FoveaTrain"], exclude: ["Fixtures"]),
         .testTarget(name: "FoveaTrainTests", dependencies: ["FoveaTrain"]),
+        .testTarget(name: "FoveaONNXTests", dependencies: ["FoveaONNX", "FoveaTrain", "FoveaModels"]),
     ],
     swiftLanguageModes: [.v5]
 )

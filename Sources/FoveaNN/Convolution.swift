@@ -27,6 +27,18 @@ public final class Conv2D: ModeDependentLayer {
         geometry = ConvolutionGeometry(stride: stride, padding: padding, dilation: dilation, groups: groups)
     }
 
+    /// A convolution over existing parameters (an imported graph's initializers): weight (out, in/groups, kh, kw),
+    /// bias (out) or none.
+    public init(weight: Parameter, bias: Parameter?, geometry: ConvolutionGeometry) throws {
+        let shape = weight.value.shape
+        guard shape.count == 4, shape.allSatisfy({ $0 > 0 }), geometry.groups > 0, shape[0] % geometry.groups == 0,
+              bias.map({ $0.value.shape == [shape[0]] }) ?? true else {
+            throw TensorError.invalidArgument(operation: "Conv2D",
+                message: "weight \(shape), bias \(bias?.value.shape ?? []), groups \(geometry.groups) do not fit")
+        }
+        (self.weight, self.bias, self.geometry) = (weight, bias, geometry)
+    }
+
     /// Square-kernel convenience initialiser.
     public convenience init(_ inputChannels: Int, _ outputChannels: Int, kernelSize: Int, stride: Int = 1, padding: Int = 0,
                             dilation: Int = 1, groups: Int = 1, bias: Bool = true,

@@ -28,6 +28,19 @@ public final class BatchNorm2D: ModeDependentLayer {
         self.momentum = momentum
     }
 
+    /// A batch norm over existing parameters and statistics (an imported graph's initializers), each of shape (C).
+    public init(weight: Parameter, bias: Parameter, runningMean: Buffer, runningVariance: Buffer, epsilon: Float,
+                momentum: Float) throws {
+        let count = weight.value.count
+        guard count > 0, [bias.value.shape, runningMean.value.shape, runningVariance.value.shape].allSatisfy({ $0 == [count] }),
+              weight.value.shape == [count] else {
+            throw TensorError.invalidArgument(operation: "BatchNorm2D", message: "scale, shift, mean and variance must all be (C)")
+        }
+        (self.weight, self.bias, self.runningMean, self.runningVariance) = (weight, bias, runningMean, runningVariance)
+        batchesTracked = Buffer(Tensor(repeating: 0, shape: []))
+        (self.epsilon, self.momentum) = (epsilon, momentum)
+    }
+
     public func callAsFunction(_ x: Tensor) throws -> Tensor { try self(x, fusingReLU: false) }
 
     /// The batch norm of `x`, followed by a ReLU when `fusingReLU`; in training mode the two run as one oneDNN
