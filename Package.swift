@@ -40,7 +40,8 @@ let package = Package(
         .testTarget(name: "FoveaTensorTests", dependencies: ["FoveaTensor", "CFoveaKernels"]),
         .testTarget(name: "FoveaNNTests", dependencies: ["FoveaNN", "FoveaOptim"]),
         .testTarget(name: "FoveaDataTests", dependencies: ["FoveaData"], exclude: ["Fixtures"]),
-        .testTarget(name: "FoveaModelsTests", dependencies: ["FoveaModels", "FoveaOptim", "FoveaTrain"], exclude: ["Fixtures"]),
+        .testTarget(name: "FoveaModelsTests", dependencies: ["FoveaModels", "FoveaOptim", "FoveaTrain", "FoveaONNX"],
+                    exclude: ["Fixtures"]),
         .testTarget(name: "FoveaTrainTests", dependencies: ["FoveaTrain"]),
         .testTarget(name: "FoveaONNXTests", dependencies: ["FoveaONNX", "FoveaTrain", "FoveaModels"]),
     ],
@@ -49,5 +50,5 @@ let package = Package(
 
 // The fuzzers (scripts/fuzz.sh) exist only in a build made with FOVEA_FUZZ=1, whose flags let libFuzzer supply main.
 if ProcessInfo.processInfo.environment["FOVEA_FUZZ"] == "1" {
-    package.targets.append(.executableTarget(name: "fovea-fuzz", dependencies: ["FoveaTrain", "FoveaData"], path: "Fuzz"))
+    package.targets.append(.executableTarget(name: "fovea-fuzz", dependencies: ["FoveaTrain", "FoveaData", "FoveaONNX"], path: "Fuzz"))
 }

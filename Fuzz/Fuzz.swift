@@ -1,11 +1,14 @@
 import Foundation
 import FoveaData
+import FoveaONNX
+import FoveaTensor
 import FoveaTrain
 
 /// One libFuzzer entry point for each parser Fovea has, chosen by FOVEA_FUZZ_TARGET (scripts/fuzz.sh sets it):
 /// `safetensors` (weights and checkpoints: header, offsets, digest), `checkpoint` (a checkpoint's metadata JSON:
 /// options and progress), `sidecar` (model.json), `image` (PNG and JPEG, chunk checks and the codecs), `idx` (IDX,
-/// raw or gzip), `cifar` (a CIFAR batch file's records). Errors are the expected outcome of most inputs; a trap, a
+/// raw or gzip), `cifar` (a CIFAR batch file's records), `onnx` (an ONNX model: protobuf, graph checks, operator
+/// attributes, then one run on small inputs of the declared shapes). Errors are the expected outcome of most inputs; a trap, a
 /// sanitizer report, a timeout or memory past libFuzzer's limit is a finding.
 let target = ProcessInfo.processInfo.environment["FOVEA_FUZZ_TARGET"] ?? ""
 
@@ -32,8 +35,22 @@ public func fuzzOneInput(_ data: UnsafePointer<UInt8>?, _ size: Int) -> CInt {
         for variant in [CIFARDataset.Variant.cifar10, .cifar100(fine: true), .cifar100(fine: false)] {
             try? CIFARDataset.parseRecords(bytes, path: "input", variant: variant, pixels: &pixels, labels: &labels)
         }
+    case "onnx":
+        let limits = ONNXLimits(fileBytes: 1 << 20, tensorBytes: 64 << 20, totalBytes: 128 << 20, nodes: 10_000)
+        guard let graph = try? ONNXGraph(bytes: bytes, path: "input", limits: limits),
+              let model = try? ONNXModel(graph: graph) else { break }
+        var feeds: [String: ONNXValue] = [:]
+        for input in graph.inputs {
+            let shape = (input.shape ?? []).map { $0 ?? 1 }
+            guard shape.allSatisfy({ $0 >= 0 }), shape.reduce(1, { $0 * min($1, 1 << 16) }) <= 1 << 16 else { return 0 }
+            let count = shape.reduce(1, *)
+            feeds[input.name] = input.elementType == 1
+                ? .float((try? Tensor(shape: shape, values: (0..<count).map { Float($0 % 7) - 3 })) ?? Tensor(scalar: 0))
+                : .integer(ONNXIntegers(shape: shape, values: (0..<count).map { Int64($0 % 3) }))
+        }
+        _ = try? Autodiff.withoutRecording { try model.run(feeds) }
     default:
-        FileHandle.standardError.write(Data("set FOVEA_FUZZ_TARGET to safetensors, checkpoint, sidecar, image, idx or cifar\n".utf8))
+        FileHandle.standardError.write(Data("set FOVEA_FUZZ_TARGET to safetensors, checkpoint, sidecar, image, idx, cifar or onnx\n".utf8))
         exit(2)
     }
     return 0

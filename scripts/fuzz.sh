@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Fuzzes Fovea's parsers with libFuzzer (the Swift toolchain's, with AddressSanitizer):
 #
-#   scripts/fuzz.sh TARGET [SECONDS]   TARGET: safetensors, checkpoint, sidecar, image, idx, cifar, or all (in turn)
+#   scripts/fuzz.sh TARGET [SECONDS]   TARGET: safetensors, checkpoint, sidecar, image, idx, cifar, onnx, or all (in turn)
 #
 # Builds the fuzzer once in .build-fuzz (FOVEA_FUZZ=1 adds the fovea-fuzz target, Fuzz/Fuzz.swift), seeds each
 # target's corpus from valid files (a LeNet-5 trained for one epoch on 64 Fashion-MNIST images: its weights, sidecar
@@ -12,10 +12,10 @@
 # Exits non-zero when a run leaves a finding.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-target=${1:?usage: scripts/fuzz.sh safetensors|checkpoint|sidecar|image|idx|cifar|all [SECONDS] [libFuzzer flags]}
+target=${1:?usage: scripts/fuzz.sh safetensors|checkpoint|sidecar|image|idx|cifar|onnx|all [SECONDS] [libFuzzer flags]}
 seconds=${2:-1800}
 shift $(( $# >= 2 ? 2 : 1 ))
-all=(safetensors checkpoint sidecar image idx cifar)
+all=(safetensors checkpoint sidecar image idx cifar onnx)
 if [[ $target == all ]]; then targets=("${all[@]}"); else targets=("$target"); fi
 for t in "${targets[@]}"; do
     [[ " ${all[*]} " == *" $t "* ]] || { echo "unknown fuzz target '$t' (${all[*]})" >&2; exit 64; }
@@ -91,6 +91,13 @@ if [[ ! -d $seeds/cifar ]]; then
     python3 -c "import sys; sys.stdout.buffer.write(bytes([3]) + bytes(range(256)) * 12 + bytes([7, 1]) + bytes(3072))" \
         > "$seeds/cifar/two-records.bin"
     i=0; for f in $(find "$seeds"/corpus/cifar -type f -size -4M); do cp "$f" "$seeds/cifar/hostile-$((i++))"; done
+fi
+
+if [[ ! -d $seeds/onnx ]]; then
+    # ONNX: every conformance model of libonnx-testdata under 1 MB, and the hostile ONNX corpus.
+    mkdir -p "$seeds/onnx"
+    i=0; for f in $(find /usr/share/libonnx-testdata/data -name model.onnx -size -1M); do cp "$f" "$seeds/onnx/case-$((i++)).onnx"; done
+    i=0; for f in $(find "$seeds"/corpus/onnx -type f -size -4M 2>/dev/null); do cp "$f" "$seeds/onnx/hostile-$((i++))"; done
 fi
 
 status=0

@@ -10,7 +10,9 @@ import FoveaTensor
 /// max pooling): on, unless the environment sets `FOVEA_NO_FUSION` (to measure what fusion gains, or to rule it out when
 /// debugging).
 public enum KernelFusion {
-    public static let isEnabled = ProcessInfo.processInfo.environment["FOVEA_NO_FUSION"] == nil
+    private static let allowed = ProcessInfo.processInfo.environment["FOVEA_NO_FUSION"] == nil
+    /// Off while an `OperationTrace` records on this thread, so that an exported graph shows each layer as written.
+    public static var isEnabled: Bool { allowed && !OperationTrace.isActive }
 }
 
 extension Conv2D {
@@ -138,7 +140,8 @@ extension Sequential {
 /// Switch for running the high-resolution head of mobile networks image by image in inference (see
 /// `Sequential.callAsFunction(_:imageByImageDownTo:)`): on unless `FOVEA_NO_FUSION` or `FOVEA_WHOLE_BATCH` is set.
 public enum ImageByImageInference {
-    public static let isEnabled = KernelFusion.isEnabled && ProcessInfo.processInfo.environment["FOVEA_WHOLE_BATCH"] == nil
+    private static let allowed = ProcessInfo.processInfo.environment["FOVEA_WHOLE_BATCH"] == nil
+    public static var isEnabled: Bool { allowed && KernelFusion.isEnabled }
 }
 
 extension Sequential {

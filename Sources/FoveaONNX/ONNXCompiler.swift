@@ -44,8 +44,8 @@ final class Compiler {
         var absorbed = Set<Int>()
         var fused: [Int: Step] = [:]
         if KernelFusion.isEnabled {
-            for (index, node) in graph.nodes.enumerated() where node.opType == "Conv" {
-                if let (group, step) = try fuseConvolution(at: index) {
+            for (index, node) in graph.nodes.enumerated() where node.opType == "Conv" && !absorbed.contains(index) {
+                if let (group, step) = try fuseConvolution(at: index, sparing: absorbed) {
                     absorbed.formUnion(group)
                     fused[group.max() ?? index] = step
                 }
@@ -128,7 +128,8 @@ final class Compiler {
     /// A Conv with constant 4-D weights and static symmetric padding, followed (each as the sole reader of the value
     /// before it) by an optional BatchNormalization in inference form, an optional Add of another value and an
     /// optional activation: one step running `Conv2D.callAsFunction(_:normalizedBy:adding:activation:)`.
-    func fuseConvolution(at index: Int) throws -> (Set<Int>, Step)? {
+    /// Nodes in `taken` already belong to another fused group.
+    func fuseConvolution(at index: Int, sparing taken: Set<Int>) throws -> (Set<Int>, Step)? {
         let node = graph.nodes[index]
         guard node.input.count >= 2, node.output.count == 1, !node.input[0].isEmpty,
               case let .float(weight)? = graph.initializers[node.input[1]], weight.shape.count == 4 else { return nil }
@@ -143,14 +144,14 @@ final class Compiler {
         var residual: String?
         var activation: Activation?
         var ops = ["Conv"]
-        if let next = soleConsumer(of: current), graph.nodes[next].opType == "BatchNormalization",
+        if let next = soleConsumer(of: current), !taken.contains(next), graph.nodes[next].opType == "BatchNormalization",
            graph.nodes[next].input.first == current, let layer = try batchNormLayer(next) {
             norm = layer
             group.insert(next)
             current = graph.nodes[next].output[0]
             ops.append("BatchNormalization")
         }
-        if let next = soleConsumer(of: current), graph.nodes[next].opType == "Add", graph.nodes[next].input.count == 2,
+        if let next = soleConsumer(of: current), !taken.contains(next), graph.nodes[next].opType == "Add", graph.nodes[next].input.count == 2,
            graph.nodes[next].attribute.isEmpty {
             let add = graph.nodes[next]
             let other = add.input[0] == current ? add.input[1] : add.input[0]
@@ -162,7 +163,7 @@ final class Compiler {
                 ops.append("Add")
             }
         }
-        if let (nodes, function, output) = try fusableActivation(after: current) {
+        if let (nodes, function, output) = try fusableActivation(after: current), taken.isDisjoint(with: nodes) {
             activation = function
             group.formUnion(nodes)
             current = output

@@ -23,10 +23,15 @@ enum Indexing {
 
     /// Pads: `begin[i]` and `end[i]` elements before and after axis i (negative crops). Modes: constant, edge, reflect.
     static func pad(_ shape: [Int], begin: [Int], end: [Int], mode: String) throws -> ([Int], [Int]) {
+        guard begin.count == shape.count, end.count == shape.count,
+              (begin + end).allSatisfy({ abs($0) <= maximumElements }) else {
+            throw TensorError.invalidArgument(operation: "Pad", message: "pads \(begin + end) for shape \(shape)")
+        }
         let outputShape = (0..<shape.count).map { shape[$0] + begin[$0] + end[$0] }
         guard outputShape.allSatisfy({ $0 >= 0 }) else {
             throw TensorError.invalidArgument(operation: "Pad", message: "pads \(begin + end) crop more than shape \(shape)")
         }
+        _ = try checkedCount(outputShape, "Pad")
         if mode != "constant" {
             for axis in 0..<shape.count where (begin[axis] > 0 || end[axis] > 0) {
                 guard shape[axis] > 0, mode != "reflect" || (shape[axis] > 1 && max(begin[axis], end[axis]) < shape[axis]) else {
@@ -99,6 +104,7 @@ enum Indexing {
         }
         let outer = shape[..<axis].reduce(1, *), inner = shape[(axis + 1)...].reduce(1, *)
         let outputShape = Array(shape[..<axis]) + indices.shape + Array(shape[(axis + 1)...])
+        _ = try checkedCount(outputShape, "Gather")
         var sources: [Int] = []
         sources.reserveCapacity(outer * picked.count * inner)
         for o in 0..<outer {
@@ -113,15 +119,20 @@ enum Indexing {
         guard repeats.count == shape.count, repeats.allSatisfy({ $0 >= 0 }) else {
             throw TensorError.invalidArgument(operation: "Tile", message: "repeats \(repeats) for shape \(shape)")
         }
+        guard repeats.allSatisfy({ $0 <= maximumElements }) else {
+            throw TensorError.invalidArgument(operation: "Tile", message: "repeats \(repeats)")
+        }
         let outputShape = zip(shape, repeats).map { $0 * $1 }
+        _ = try checkedCount(outputShape, "Tile")
         let strides = rowMajorStrides(shape)
         return (outputShape, walk(outputShape) { index in (0..<shape.count).reduce(0) { $0 + index[$1] % shape[$1] * strides[$1] } })
     }
 
     static func expand(_ shape: [Int], to target: [Int]) throws -> ([Int], [Int]) {
-        guard let outputShape = broadcastShape(shape, target) else {
+        guard target.allSatisfy({ $0 >= 0 }), let outputShape = broadcastShape(shape, target) else {
             throw TensorError.incompatibleShapes(operation: "Expand", shape, target)
         }
+        _ = try checkedCount(outputShape, "Expand")
         let strides = rowMajorStrides(shape)
         let offset = outputShape.count - shape.count
         return (outputShape, walk(outputShape) { index in
@@ -137,6 +148,23 @@ enum Indexing {
             guard i >= 0 && i < shape[axis] else { return -1 }
             return (0..<shape.count).reduce(0) { $0 + ($1 == axis ? i : index[$1]) * strides[$1] }
         }
+    }
+
+    /// The most elements an operator that builds its output from shape values (Expand, Tile, Pad, ConstantOfShape)
+    /// may make: 2²⁷ (512 MB of floats), so that a hostile shape is an error, not an allocation that kills the process.
+    static let maximumElements = 1 << 27
+
+    /// The element count of `shape`, refused past `maximumElements` (and for negative or overflowing dims).
+    static func checkedCount(_ shape: [Int], _ operation: String) throws -> Int {
+        var count = 1
+        for dim in shape {
+            let (product, overflow) = count.multipliedReportingOverflow(by: dim)
+            guard dim >= 0, !overflow, product <= maximumElements else {
+                throw TensorError.invalidArgument(operation: operation, message: "output shape \(shape) exceeds \(maximumElements) elements")
+            }
+            count = product
+        }
+        return count
     }
 
     /// `body(index)` for every multi-index of `shape` in row-major order.

@@ -136,7 +136,7 @@ extension Compiler {
                 case let (.integer(x), .float(y)):
                     // Pow(int, float) keeps the base's type.
                     let result = try broadcast(try floatTensor(x), y, operation, name: op)
-                    return [.integer(ONNXIntegers(shape: result.shape, values: try result.toArray().map { Int64($0.rounded(.towardZero)) }))]
+                    return [.integer(ONNXIntegers(shape: result.shape, values: try result.toArray().map(integerPart)))]
                 default:
                     return [.float(try broadcast(try floatValue(left, "A"), try numericTensor(right), operation, name: op))]
                 }
@@ -370,9 +370,7 @@ extension Compiler {
             }
             return makeStep(node, a) { inputs in
                 let shape = try integerValue(inputs[0], "input").values.map { Int($0) }
-                guard shape.allSatisfy({ $0 >= 0 }), shape.reduce(1, { $0 * max($1, 1) }) <= 1 << 28 else {
-                    throw TensorError.invalidArgument(operation: op, message: "shape \(shape)")
-                }
+                _ = try Indexing.checkedCount(shape, op)
                 switch fill {
                 case let .float(t): return [.float(Tensor(repeating: try t.toArray().first ?? 0, shape: shape))]
                 case let .integer(i): return [.integer(ONNXIntegers(shape: shape, values: [Int64](repeating: i.values.first ?? 0, count: shape.reduce(1, *))))]
@@ -663,7 +661,13 @@ func numericTensor(_ value: ONNXValue) throws -> Tensor {
 /// A float function applied to an integer tensor, rounded back toward zero (Neg, Abs, Sign, Relu of integers).
 func integerMap(_ integers: ONNXIntegers, _ function: (Tensor) throws -> Tensor) throws -> ONNXIntegers {
     let values = try Autodiff.withoutRecording { try function(try floatTensor(integers)).toArray() }
-    return ONNXIntegers(shape: integers.shape, values: values.map { $0.isFinite ? Int64($0.rounded(.towardZero)) : 0 })
+    return ONNXIntegers(shape: integers.shape, values: values.map(integerPart))
+}
+
+/// `value` rounded toward zero, saturated to Int64's range (NaN is 0).
+func integerPart(_ value: Float) -> Int64 {
+    guard value.isFinite else { return value.isNaN ? 0 : (value > 0 ? .max : .min) }
+    return abs(value) < 9.2e18 ? Int64(value.rounded(.towardZero)) : (value > 0 ? .max : .min)
 }
 
 func present(_ value: ONNXValue?) throws -> ONNXValue {
@@ -690,7 +694,7 @@ func integerArithmetic(_ op: String, _ a: Int64, _ b: Int64) throws -> Int64 {
     case "Mul": return a &* b
     case "Div":
         guard b != 0 else { throw TensorError.invalidArgument(operation: "Div", message: "integer division by zero") }
-        return a / b
+        return a.dividedReportingOverflow(by: b).partialValue
     default:
         guard b >= 0, b < 64 else { throw TensorError.invalidArgument(operation: "Pow", message: "integer exponent \(b)") }
         var result: Int64 = 1

@@ -82,6 +82,7 @@ public struct Tensor: @unchecked Sendable {
     public func copy() -> Tensor {
         let result = Tensor(shape: shape, layout: layout, storage: Storage(capacity: storage.capacity))
         result.storage.pointer.update(from: storage.pointer, count: storage.capacity)
+        OperationTrace.record(.alias, [self], result)
         return result
     }
 

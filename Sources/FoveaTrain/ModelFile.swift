@@ -48,11 +48,12 @@ extension ModelSidecar {
     /// `architecture` is a zoo name; `classes` 1…`maximumClasses` names; `input_shape` is (C, H, W) with C 1 or 3
     /// (the images Fovea decodes) and H, W in 1…`maximumInputSide`; `mean` and `std` have one value or one per
     /// channel, finite, `std` at least 1e-6.
-    public func validate(path: String) throws {
+    /// An imported ONNX graph's sidecar (`requiringZooArchitecture: false`) may name any architecture.
+    public func validate(path: String, requiringZooArchitecture: Bool = true) throws {
         func bad(_ field: String, _ reason: String) -> TrainingError {
             .badModelFile(path: path, reason: "sidecar field \(field): \(reason)")
         }
-        guard ModelZoo.names.contains(architecture) else {
+        guard !requiringZooArchitecture || ModelZoo.names.contains(architecture) else {
             throw bad("architecture", "'\(architecture.prefix(100))' is not a model of the zoo (fovea models lists them)")
         }
         guard !classes.isEmpty, classes.count <= Self.maximumClasses else {
@@ -105,7 +106,7 @@ public enum ModelFile {
 
     /// Reads a sidecar and checks every field (`ModelSidecar.validate`): a regular file of at most
     /// `maximumSidecarBytes`, valid JSON, values a model can be built and fed from.
-    public static func readSidecar(for weightsPath: String) throws -> ModelSidecar {
+    public static func readSidecar(for weightsPath: String, requiringZooArchitecture: Bool = true) throws -> ModelSidecar {
         let path = sidecarPath(for: weightsPath)
         let data: [UInt8]
         do throws(FileReadError) { data = try RegularFile.contents(of: path, limit: maximumSidecarBytes) } catch {
@@ -121,7 +122,7 @@ public enum ModelFile {
         do { sidecar = try JSONDecoder().decode(ModelSidecar.self, from: Data(data)) } catch {
             throw TrainingError.badModelFile(path: path, reason: "sidecar is not valid: \(error)")
         }
-        try sidecar.validate(path: path)
+        try sidecar.validate(path: path, requiringZooArchitecture: requiringZooArchitecture)
         return sidecar
     }
 

@@ -7,7 +7,7 @@ struct Evaluate: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Evaluate saved weights on a dataset's test split and print the report.")
 
-    @Option(help: "A model.safetensors written by `fovea train` (its sidecar model.json must be beside it).") var weights: String
+    @Option(help: "A model.safetensors written by `fovea train` (its sidecar model.json must be beside it), or an .onnx model.") var weights: String
     @Option(help: "Dataset: mnist, fashion-mnist, cifar10 or cifar100.") var dataset = "fashion-mnist"
     @Option(name: .customLong("data-dir"), help: "Folder holding the dataset's files.") var dataDir: String?
     @Option(help: "Which split to evaluate: test or train.") var split = "test"
@@ -23,7 +23,7 @@ struct Evaluate: ParsableCommand {
             if let problem = TrainingOptions.outOfRange("--batch-size", batchSize, 1...TrainingOptions.maximumBatchSize) {
                 throw TrainingError.invalidOption(problem)
             }
-            let (model, sidecar) = try ModelFile.load(weights)
+            let (model, sidecar) = try ModelFile.loadAny(weights, warn: warn)
             let set: ImageClassificationSet
             if dataset == "imagefolder" {
                 guard let dataDir else { throw TrainingError.invalidOption("--dataset imagefolder needs --data-dir") }

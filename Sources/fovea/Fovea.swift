@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import FoveaData
 import FoveaModels
+import FoveaONNX
 import FoveaTrain
 
 @main
@@ -13,7 +14,7 @@ struct Fovea: ParsableCommand {
             Exit codes: 0 ok, 64 usage, 65 bad data or model file, 1 anything else.
             Fashion-MNIST is read from /usr/share/datasets/fashion-mnist unless --data-dir or FOVEA_DATA says otherwise.
             """,
-        subcommands: [Train.self, Evaluate.self, Predict.self, Models.self, Datasets.self, Bench.self])
+        subcommands: [Train.self, Evaluate.self, Predict.self, Export.self, Models.self, Datasets.self, Bench.self])
 }
 
 /// Runs `body`, turning library errors into a message on stderr and the exit code of the CLI contract.
@@ -32,6 +33,11 @@ func runReportingErrors(_ body: () throws -> Void) throws {
         case .badModelFile, .noSamples, .nonFiniteOutput: fail(error.description, code: 65)
         default: fail(error.description, code: 1)
         }
+    } catch let error as ONNXError {
+        switch error {
+        case .export: fail(error.description, code: 1)
+        default: fail(error.description, code: 65)
+        }
     } catch let error as ModelZooError {
         fail(error.description, code: 64)
     } catch let error as CustomStringConvertible {
@@ -47,4 +53,9 @@ func fail(_ message: String, code: Int32) -> Never {
 func printJSON(_ data: Data) {
     FileHandle.standardOutput.write(data)
     FileHandle.standardOutput.write(Data("\n".utf8))
+}
+
+/// A warning on stderr.
+func warn(_ message: String) {
+    FileHandle.standardError.write(Data("warning: \(message)\n".utf8))
 }

@@ -12,7 +12,7 @@ struct Predict: ParsableCommand {
             input size and normalised with the mean and standard deviation recorded in the weights' sidecar.
             """)
 
-    @Option(help: "A model.safetensors written by `fovea train` (its sidecar must be beside it).") var weights: String
+    @Option(help: "A model.safetensors written by `fovea train` (its sidecar must be beside it), or an .onnx model.") var weights: String
     @Option(name: .customLong("top-k"), help: "How many classes to print per image.") var topK = 5
     @Flag(help: "One JSON object per image.") var json = false
     @Argument(help: "Image files.") var images: [String]
@@ -21,7 +21,7 @@ struct Predict: ParsableCommand {
         try runReportingErrors {
             guard topK >= 1 else { throw TrainingError.invalidOption("--top-k must be at least 1") }
             guard !images.isEmpty else { throw TrainingError.invalidOption("give at least one image") }
-            let (model, sidecar) = try ModelFile.load(weights)
+            let (model, sidecar) = try ModelFile.loadAny(weights, warn: warn)
             let shape = sidecar.inputShape
             guard shape.count == 3 else { throw TrainingError.badModelFile(path: weights, reason: "sidecar input_shape must be [C, H, W]") }
             let (channels, height, width) = (shape[0], shape[1], shape[2])

@@ -1,6 +1,7 @@
 import Foundation
 import FoveaModels
 import FoveaNN
+import FoveaONNX
 import FoveaTensor
 import FoveaTrain
 import Testing
@@ -38,4 +39,60 @@ struct ParityTests {
         print("parity \(name): max |Δ| \(worst), max |reference| \(scale), relative \(relative)")
         #expect(relative < 1e-4, "\(name): relative error \(relative)")
     }
+
+    /// `torch.onnx.export`'s graph of the same model (opset 17), imported, against torchvision's logits.
+    @Test("torch.onnx.export's graph, imported, gives torchvision's logits within relative error 1e-4", arguments: models)
+    func onnxImport(_ name: String) throws {
+        let directory = try #require(parityDirectory)
+        let path = "\(directory)/\(name).onnx", io = "\(directory)/\(name).io.safetensors"
+        guard FileManager.default.fileExists(atPath: path), FileManager.default.fileExists(atPath: io) else {
+            print("ONNX import parity \(name): no \(path), skipped")
+            return
+        }
+        let model = try ONNXModel(contentsOf: path)
+        let tensors = try SafeTensors.read(path: io).entries
+        let input = try #require(tensors["input"]), reference = try #require(tensors["logits"])
+        let logits = try Autodiff.withoutRecording { try model(Tensor(shape: input.shape, values: input.values)) }
+        #expect(logits.shape == reference.shape)
+        let relative = relativeDifference(try logits.toArray(), reference.values)
+        print("ONNX import parity \(name): relative \(relative) (\(model.graph.producer), opset \(model.graph.opset))")
+        #expect(relative < 1e-4, "\(name): relative error \(relative)")
+    }
+
+    /// Fovea's export of the model, checked by onnx.checker and run by ONNX Runtime (scripts/parity/onnx_runtime_parity.py,
+    /// with `FOVEA_PARITY_PYTHON`, default python3), against Fovea's own logits; once as is, once with batch norms folded.
+    @Test("exported ONNX passes onnx.checker and ONNX Runtime gives Fovea's logits within 1e-4", arguments: models)
+    func onnxExport(_ name: String) throws {
+        let directory = try #require(parityDirectory)
+        let weights = "\(directory)/\(name).safetensors", io = "\(directory)/\(name).io.safetensors"
+        guard FileManager.default.fileExists(atPath: weights), FileManager.default.fileExists(atPath: io) else { return }
+        let model = try ModelZoo.make(name, classCount: 1000, inputChannels: 3)
+        try ModelFile.loadWeights(into: model, from: weights)
+        model.eval()
+        let input = try #require(try SafeTensors.read(path: io).entries["input"])
+        let logits = try Autodiff.withoutRecording { try model(Tensor(shape: input.shape, values: input.values)) }
+        let foveaIO = "\(directory)/\(name).fovea-io.safetensors"
+        try SafeTensors.write([input, SafeTensors.Entry(name: "logits", shape: logits.shape, values: try logits.toArray())],
+                              metadata: [:], to: foveaIO)
+        for fold in [false, true] {
+            let path = "\(directory)/\(name).fovea\(fold ? "-folded" : "").onnx"
+            try model.exportONNX(to: path, inputShape: Array(input.shape.dropFirst()), options: ONNXExportOptions(foldBatchNorm: fold))
+            let python = ProcessInfo.processInfo.environment["FOVEA_PARITY_PYTHON"] ?? "python3"
+            let script = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+                .deletingLastPathComponent().appendingPathComponent("scripts/parity/onnx_runtime_parity.py").path
+            let process = Process()
+            process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+            process.arguments = [python, script, path, foveaIO]
+            try process.run()
+            process.waitUntilExit()
+            #expect(process.terminationStatus == 0, "\(name)\(fold ? " (folded)" : ""): ONNX Runtime parity failed (see its output)")
+        }
+    }
+}
+
+/// Largest elementwise difference relative to the largest |reference| (elementwise ratios blow up near zero).
+func relativeDifference(_ values: [Float], _ reference: [Float]) -> Float {
+    let scale = reference.map(abs).max() ?? 1
+    let worst = zip(values, reference).map { abs($0 - $1) }.max() ?? .infinity
+    return worst / max(scale, .leastNormalMagnitude)
 }

@@ -4,6 +4,8 @@
 For each model name writes, into OUTPUT_DIR:
   <name>.safetensors          the eval-mode state_dict (float32; num_batches_tracked stays int64)
   <name>.io.safetensors       "input" (batch, 3, size, size) and "logits" (batch, classes) from eval mode
+  <name>.onnx                 the same eval-mode model from torch.onnx.export (opset 17, dynamic batch), for the
+                              ONNX import parity (ParityTests: Fovea's import of it against these logits)
 
 Each model gets its own input size and constructor options (GoogLeNet without its auxiliary heads, as Fovea's
 registry builds it). Nothing is downloaded: weights come from torchvision's own initialisation under a fixed seed.
@@ -57,6 +59,10 @@ def export(name: str, directory: str, seed: int = 0, batch: int = 2) -> None:
     save_file(state, os.path.join(directory, f"{name}.safetensors"))
     save_file({"input": images.contiguous(), "logits": logits.contiguous()},
               os.path.join(directory, f"{name}.io.safetensors"))
+    # The TorchScript-based exporter: what torch.onnx.export has emitted for years (Shape/Gather/… flattening chains).
+    torch.onnx.export(model, (images,), os.path.join(directory, f"{name}.onnx"), opset_version=17, dynamo=False,
+                      input_names=["input"], output_names=["logits"],
+                      dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}})
     print(f"{name}: {len(state)} tensors, input {size}x{size}, logits {tuple(logits.shape)}, "
           f"|logits| max {logits.abs().max().item():.4g}")
 

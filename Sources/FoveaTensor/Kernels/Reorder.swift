@@ -22,6 +22,7 @@ extension Tensor {
             throw TensorError.invalidArgument(operation: "reorder", message: "layout \(target) needs a 4-D tensor, got \(shape)")
         }
         let result = try Tensor.uninitialized(shape, layout: target)
+        defer { OperationTrace.record(.alias, [self], result) }
         try reorder(storage, from: try memoryDescriptor(shape, layout),
                     to: result.storage, try memoryDescriptor(shape, target),
                     key: PrimitiveKey(kind: "reorder", values: shape + [layout.rawValue, target.rawValue]))

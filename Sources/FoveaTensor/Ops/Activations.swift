@@ -45,6 +45,7 @@ public func activate(_ input: Tensor, _ activation: Activation) throws -> Tensor
     let result = try Tensor.uninitialized(input.shape, layout: input.layout)
     try forward.execute([(DNNL_ARG_SRC, input.storage),
                          (DNNL_ARG_DST, result.storage)])
+    OperationTrace.record(.activation(activation), [input], result)
     guard training else { return result }
     return result.recorded(from: [input]) { gradient in
         let backward = try PrimitiveCache.shared.primitive(PrimitiveKey(kind: "eltwise_b", values: keyValues)) {

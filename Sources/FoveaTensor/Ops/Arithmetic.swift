@@ -36,12 +36,15 @@ extension Tensor {
     /// Elementwise sum; the result takes the left operand's layout. Differentiable.
     public static func + (lhs: Tensor, rhs: Tensor) throws -> Tensor {
         let result = try lhs.detached.adding(rhs.detached)
+        OperationTrace.record(.add, [lhs, rhs], result)
         return result.recorded(from: [lhs, rhs]) { gradient in [gradient, gradient] }
     }
 
     /// `self * factor`. Differentiable.
     public func scaled(by factor: Float) -> Tensor {
-        detached.scaledDetached(by: factor).recorded(from: [self]) { gradient in [gradient.scaledDetached(by: factor)] }
+        let result = detached.scaledDetached(by: factor)
+        OperationTrace.record(.scale(factor), [self], result)
+        return result.recorded(from: [self]) { gradient in [gradient.scaledDetached(by: factor)] }
     }
 
     /// Sum of all elements as a scalar. Differentiable.
@@ -64,6 +67,7 @@ extension Tensor {
 public func addingReLU(_ a: Tensor, _ b: Tensor) throws -> Tensor {
     guard a.shape == b.shape else { throw TensorError.incompatibleShapes(operation: "addingReLU", a.shape, b.shape) }
     let result = try a.detached.adding(b, thenReLU: true)
+    OperationTrace.record(.addReLU, [a, b], result)
     let (shape, layout) = (a.shape, a.layout)
     return result.recorded(from: [a, b]) { gradient in
         let backward = try PrimitiveCache.shared.primitive(PrimitiveKey(kind: "relu_dst_b", values: shape + [layout.rawValue])) {

@@ -67,6 +67,7 @@ public func batchNormInference(_ input: Tensor, scale: Tensor, shift: Tensor, me
         (DNNL_ARG_VARIANCE, plainVariance.storage),
         (DNNL_ARG_DST, result.storage),
     ])
+    OperationTrace.record(.batchNorm(epsilon: epsilon), [input, scale, shift, mean, variance], result)
     guard recording else { return result }
     return result.recorded(from: [input, scale, shift]) { gradient in
         try batchNormBackward(input, gradient, plainScale, plainShift, plainMean, plainVariance, epsilon, flags, forward, name)

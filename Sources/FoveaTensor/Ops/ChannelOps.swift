@@ -7,6 +7,12 @@ import Foundation
 /// x (N,C,H,W) · s (N,C,1,1), broadcasting s over H and W (squeeze-excitation). Result in x's layout, computed in that
 /// layout (no reorders of the large operand). Differentiable in both.
 public func multiplyChannels(_ x: Tensor, by scale: Tensor, name: String = "multiplyChannels") throws -> Tensor {
+    let result = try scaleChannels(x, by: scale, name: name)
+    OperationTrace.record(.multiplyChannels, [x, scale], result)
+    return result
+}
+
+private func scaleChannels(_ x: Tensor, by scale: Tensor, name: String) throws -> Tensor {
     guard x.shape.count == 4, scale.shape == [x.shape[0], x.shape[1], 1, 1] else {
         throw TensorError.incompatibleShapes(operation: name, x.shape, scale.shape)
     }
@@ -207,6 +213,12 @@ func forEachChannelRun(_ shape: [Int], _ layout: Layout, _ body: (Int, Int, Int,
 /// Adaptive average pooling to `outputSize` [P, Q] with PyTorch's window rule
 /// (start ⌊i·H/P⌋, end ⌈(i+1)·H/P⌉). Uses oneDNN pooling when the windows are uniform. Differentiable.
 public func adaptiveAvgPool2d(_ x: Tensor, outputSize: [Int], name: String = "adaptiveAvgPool2d") throws -> Tensor {
+    let result = try adaptiveAveragePool(x, outputSize: outputSize, name: name)
+    OperationTrace.record(.adaptiveAveragePool(outputSize: outputSize), [x], result)
+    return result
+}
+
+private func adaptiveAveragePool(_ x: Tensor, outputSize: [Int], name: String) throws -> Tensor {
     guard x.shape.count == 4, outputSize.count == 2, outputSize.allSatisfy({ $0 > 0 }) else {
         throw TensorError.shapeMismatch(operation: name, expected: "(N, C, H, W) and a positive output size", actual: x.shape)
     }

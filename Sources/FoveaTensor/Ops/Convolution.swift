@@ -45,6 +45,15 @@ public struct ConvolutionGeometry: Hashable, Sendable {
 public func conv2d(_ input: Tensor, weight: Tensor, bias: Tensor? = nil,
                    geometry: ConvolutionGeometry = ConvolutionGeometry(), residual: Tensor? = nil, activation: Activation? = nil,
                    prepared: PreparedWeights? = nil, name: String = "conv2d") throws -> Tensor {
+    let result = try convolution2D(input, weight: weight, bias: bias, geometry: geometry, residual: residual,
+                                   activation: activation, prepared: prepared, name: name)
+    OperationTrace.record(.convolution(geometry, bias: bias != nil, residual: residual != nil, activation: activation),
+                          [input, weight, bias, residual], result)
+    return result
+}
+
+private func convolution2D(_ input: Tensor, weight: Tensor, bias: Tensor?, geometry: ConvolutionGeometry,
+                           residual: Tensor?, activation: Activation?, prepared: PreparedWeights?, name: String) throws -> Tensor {
     if residual != nil || activation != nil {
         let recorded = Autodiff.recording && (input.node != nil || weight.node != nil || bias?.node != nil || residual?.node != nil)
         if recorded {

@@ -36,6 +36,7 @@ public func linear(_ input: Tensor, weight: Tensor, bias: Tensor? = nil, name: S
     if let bias { buffers.append((DNNL_ARG_BIAS, try bias.detached.reordered(to: .plain).storage)) }
     try forward.execute(buffers)
     OperationCounter.add(n * inputs * outputs)
+    OperationTrace.record(.linear(bias: bias != nil), [input, weight, bias], result)
     guard training else { return result }
     let inputNeedsGradient = input.node != nil, weightNeedsGradient = weight.node != nil || bias?.node != nil
     return result.recorded(from: [input, weight] + (bias.map { [$0] } ?? [])) { gradient in

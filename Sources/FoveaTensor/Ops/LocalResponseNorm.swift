@@ -25,6 +25,7 @@ public func localResponseNorm(_ x: Tensor, size: Int, alpha: Float = 1e-4, beta:
                                                         (DNNL_ARG_DST, result.storage)]
     if let workspace { buffers.append((DNNL_ARG_WORKSPACE, workspace)) }
     try forward.execute(buffers)
+    OperationTrace.record(.localResponseNorm(size: size, alpha: alpha, beta: beta, k: k), [x], result)
     guard training else { return result }
     return result.recorded(from: [x]) { gradient in
         let backward = try PrimitiveCache.shared.primitive(PrimitiveKey(kind: "lrn_b", values: keyValues)) {

@@ -30,13 +30,17 @@ enum PoolingKind: Int { case max, averageIncludingPadding, averageExcludingPaddi
 
 /// 2-D max pooling (padding acts as −∞). input (N,C,H,W) → (N,C,P,Q). Differentiable.
 public func maxPool2d(_ input: Tensor, geometry: PoolingGeometry, name: String = "maxPool2d") throws -> Tensor {
-    try pool(input, geometry, .max, name)
+    let result = try pool(input, geometry, .max, name)
+    OperationTrace.record(.maxPool(geometry), [input], result)
+    return result
 }
 
 /// 2-D average pooling with PyTorch's divisor rules for `countIncludePad` and ceil mode. Differentiable.
 public func avgPool2d(_ input: Tensor, geometry: PoolingGeometry, countIncludePad: Bool = true,
                       name: String = "avgPool2d") throws -> Tensor {
-    try pool(input, geometry, countIncludePad ? .averageIncludingPadding : .averageExcludingPadding, name)
+    let result = try pool(input, geometry, countIncludePad ? .averageIncludingPadding : .averageExcludingPadding, name)
+    OperationTrace.record(.averagePool(geometry, countIncludePad: countIncludePad), [input], result)
+    return result
 }
 
 private func pool(_ input: Tensor, _ g: PoolingGeometry, _ kind: PoolingKind, _ name: String) throws -> Tensor {

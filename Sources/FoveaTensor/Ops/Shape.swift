@@ -15,6 +15,7 @@ extension Tensor {
         }
         let plain = try detached.reordered(to: .plain)
         let result = Tensor(shape: newShape, layout: .plain, storage: plain.storage)
+        OperationTrace.record(.reshape, [plain], result)
         let inputShape = shape, inputLayout = layout
         return result.recorded(from: [self]) { gradient in
             let plainGradient = try gradient.detached.reordered(to: .plain)
@@ -52,6 +53,7 @@ public func concatenateChannels(_ parts: [Tensor], name: String = "concatenate")
         offset += c
     }
     let layouts = parts.map(\.layout)
+    OperationTrace.record(.concatenateChannels, parts, result)
     return result.recorded(from: parts) { gradient in
         let plain = try gradient.detached.reordered(to: .plain)
         var gradients: [Tensor?] = []

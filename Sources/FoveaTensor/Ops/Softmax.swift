@@ -1,10 +1,18 @@
 import CDNNL
 
 /// Softmax over classes: input (N, K) → (N, K), rows summing to one. Differentiable.
-public func softmax(_ input: Tensor) throws -> Tensor { try softmaxKind(input, log: false) }
+public func softmax(_ input: Tensor) throws -> Tensor {
+    let result = try softmaxKind(input, log: false)
+    OperationTrace.record(.softmax(log: false), [input], result)
+    return result
+}
 
 /// Log-softmax over classes: input (N, K) → (N, K). Differentiable.
-public func logSoftmax(_ input: Tensor) throws -> Tensor { try softmaxKind(input, log: true) }
+public func logSoftmax(_ input: Tensor) throws -> Tensor {
+    let result = try softmaxKind(input, log: true)
+    OperationTrace.record(.softmax(log: true), [input], result)
+    return result
+}
 
 private func softmaxKind(_ input: Tensor, log: Bool) throws -> Tensor {
     let name = log ? "logSoftmax" : "softmax"
