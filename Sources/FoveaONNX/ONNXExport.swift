@@ -210,6 +210,12 @@ struct GraphBuilder {
                 let kernel = [h / size[0], w / size[1]]
                 output = kernel == [1, 1] ? node("Identity", inputs)
                     : node("AveragePool", inputs, [attribute("kernel_shape", ints: kernel), attribute("strides", ints: kernel)])
+            } else if size[0] % h == 0 && size[1] % w == 0 {
+                // Each window is one input pixel: every pixel repeated (size/h)×(size/w) times, by reshape and expand.
+                let c = record.inputs[0].shape[1], (kh, kw) = (size[0] / h, size[1] / w)
+                let split = node("Reshape", [inputs[0], integerConstant([0, Int64(c), Int64(h), 1, Int64(w), 1], stem: "shape")])
+                let spread = node("Expand", [split, integerConstant([1, Int64(c), Int64(h), Int64(kh), Int64(w), Int64(kw)].map { $0 }, stem: "shape")])
+                output = node("Reshape", [spread, integerConstant([0, Int64(c), Int64(size[0]), Int64(size[1])], stem: "shape")])
             } else {
                 throw ONNXError.export(message: "adaptive average pooling of \(h)×\(w) to \(size) has windows of unequal size, "
                                        + "which ONNX's pooling cannot express; export at an input size where \(size) divides the map")

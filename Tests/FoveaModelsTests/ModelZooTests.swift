@@ -1,5 +1,6 @@
 import FoveaModels
 import FoveaNN
+import FoveaONNX
 import FoveaOptim
 import FoveaTensor
 import Testing
@@ -62,6 +63,22 @@ struct ModelZooTests {
             if after.scalarValue < before.scalarValue { break }
         }
         #expect(losses.last! < before.scalarValue, "\(name): loss \(before.scalarValue), after steps of 1e-4…1e-6: \(losses)")
+        try onnxRoundTrip(model, name: name, images: images)
+    }
+
+    /// ONNX export of every model, traced at batch 1 with a symbolic batch, imported back into Fovea (its kernels and
+    /// fusions), gives the model's own eval-mode logits on the batch of 4 within relative error 1e-4.
+    func onnxRoundTrip(_ model: Layer, name: String, images: Tensor) throws {
+        model.eval()
+        let expected = try Autodiff.withoutRecording { try model(images) }.toArray()
+        let bytes = try ONNXExporter.serialize(model, inputShape: Array(images.shape.dropFirst()))
+        let imported = try ONNXModel(graph: ONNXGraph(bytes: bytes, path: "\(name).onnx"))
+        #expect(imported.namedParameters().count > 0)
+        let logits = try Autodiff.withoutRecording { try imported(images) }.toArray()
+        let scale = expected.map(abs).max() ?? 1
+        let worst = zip(logits, expected).map { abs($0 - $1) }.max() ?? .infinity
+        #expect(logits.count == expected.count && worst / max(scale, .leastNormalMagnitude) < 1e-4,
+                "\(name): ONNX round trip differs by \(worst) (largest logit \(scale))")
     }
 
     /// torchvision's documented GFLOPS (multiply-adds ×1e-9 at the weights' evaluation size), from its model pages.
