@@ -43,6 +43,12 @@ final class Compiler {
     func compile() throws -> [Step] {
         var absorbed = Set<Int>()
         var fused: [Int: Step] = [:]
+        // Constant nodes first: fusion reads their values (Clip's bounds from PyTorch's exports).
+        for (index, node) in graph.nodes.enumerated() where node.opType == "Constant" {
+            let attributes = try Attributes(node, label: label(index), opset: graph.opset, path: graph.path)
+            _ = try compile(node, attributes)
+            try attributes.finish()
+        }
         if KernelFusion.isEnabled {
             for (index, node) in graph.nodes.enumerated() where node.opType == "Conv" && !absorbed.contains(index) {
                 if let (group, step) = try fuseConvolution(at: index, sparing: absorbed) {
@@ -52,7 +58,7 @@ final class Compiler {
             }
         }
         var steps: [Step] = []
-        for (index, node) in graph.nodes.enumerated() {
+        for (index, node) in graph.nodes.enumerated() where node.opType != "Constant" {
             if let step = fused[index] { steps.append(step); continue }
             if absorbed.contains(index) { continue }
             let attributes = try Attributes(node, label: label(index), opset: graph.opset, path: graph.path)

@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import FoveaModels
 import FoveaNN
+import FoveaONNX
 import FoveaOptim
 import FoveaTensor
 import FoveaTrain
@@ -40,6 +41,8 @@ struct Bench: ParsableCommand {
             are the memory blocks tensors obtained from the system (not from the reuse pool) per training step and per
             inference call after the first timed one: 0 in steady state. Workloads: \(workloads.map(\.name).joined(separator: ", ")).
             With --model NAME… (or --model all): zoo models at their default input size, batch --batch-size (default 8).
+            With --onnx FILE…: imported ONNX models at their declared input size (fixed C, H, W), batch --batch-size
+            (default 8), run on Fovea's kernels with the zoo's fusions.
 
             \(ImageFolderWorkload.name) (run only when named, with --data-dir DIR holding class folders of images, as
             ../shared/bench/torch_dataload.py): --epochs shuffled epochs of DIR through the training pipeline of
@@ -59,7 +62,10 @@ struct Bench: ParsableCommand {
     @Option(name: .customLong("model"), parsing: .upToNextOption,
             help: "Instead of the workloads: zoo models at their default input size (`fovea models`), or `all`.")
     var models: [String] = []
-    @Option(name: .customLong("batch-size"), help: "With --model: the training and inference batch size (default 8).")
+    @Option(name: .customLong("onnx"), parsing: .upToNextOption,
+            help: "Instead of the workloads: imported ONNX models at their declared input size.")
+    var onnxFiles: [String] = []
+    @Option(name: .customLong("batch-size"), help: "With --model or --onnx: the training and inference batch size (default 8).")
     var batchSize: Int?
     @Flag(name: .customLong("inference-only"), help: "Skip the training measurement (e.g. to profile inference alone).")
     var inferenceOnly = false
@@ -70,8 +76,22 @@ struct Bench: ParsableCommand {
             if let batchSize, let problem = TrainingOptions.outOfRange("--batch-size", batchSize, 1...TrainingOptions.maximumBatchSize) {
                 throw TrainingError.invalidOption(problem)
             }
-            if batchSize != nil && models.isEmpty {
-                throw TrainingError.invalidOption("--batch-size applies to --model (the workloads have their own batch sizes)")
+            if batchSize != nil && models.isEmpty && onnxFiles.isEmpty {
+                throw TrainingError.invalidOption("--batch-size applies to --model and --onnx (the workloads have their own batch sizes)")
+            }
+            if !onnxFiles.isEmpty {
+                for path in onnxFiles {
+                    let model = try ONNXModel(contentsOf: path)
+                    guard let shape = model.graph.inputs.first?.shape, shape.count == 4, let c = shape[1], let h = shape[2],
+                          let w = shape[3] else {
+                        throw TrainingError.badModelFile(path: path, reason: "the graph's input is not (N, C, H, W) with fixed C, H and W")
+                    }
+                    let probe = try Autodiff.withoutRecording { try model(Tensor.zeros([1, c, h, w])) }
+                    let name = ((path as NSString).lastPathComponent as NSString).deletingPathExtension
+                    try measure(Workload(name: name, model: "onnx", classes: probe.shape.last ?? 1, input: [c, h, w],
+                                         trainBatch: batchSize ?? 8, inferenceBatch: batchSize ?? 8), prebuilt: model)
+                }
+                return
             }
             if !models.isEmpty {
                 let batchSize = batchSize ?? 8
@@ -116,7 +136,8 @@ struct Bench: ParsableCommand {
     }
     nonisolated(unsafe) static var measuredPeak: Double?
 
-    func measure(_ workload: Workload) throws {
+    /// Measures `workload` on `prebuilt` (an imported model) or on the zoo's model of that name.
+    func measure(_ workload: Workload, prebuilt: Layer? = nil) throws {
         let peak = try peakGFLOPs
         // Each workload's peak memory on its own: give back what earlier workloads pooled and reset the
         // kernel's high-water mark of this process (Linux: writing 5 to /proc/self/clear_refs).
@@ -124,16 +145,16 @@ struct Bench: ParsableCommand {
         try? "5".write(toFile: "/proc/self/clear_refs", atomically: false, encoding: .utf8)
         Initialization.seed(0)
         // torch_anchor.py's CIFAR ResNet has projection shortcuts (option B); run the same network.
-        let model = workload.name == "resnet20_32"
+        let model = try prebuilt ?? (workload.name == "resnet20_32"
             ? try CIFARResNet(depth: 20, classCount: workload.classes, inputChannels: workload.input[0], shortcut: .projection)
-            : try ModelZoo.make(workload.model, classCount: workload.classes, inputChannels: workload.input[0])
+            : try ModelZoo.make(workload.model, classCount: workload.classes, inputChannels: workload.input[0]))
         var generator = SeededGenerator(seed: 1)
         func randomBatch(_ n: Int) throws -> Tensor {
             let shape = [n] + workload.input
             return try Tensor(shape: shape, values: (0..<shape.reduce(1, *)).map { _ in Float(generator.nextNormal()) })
         }
         let images = try randomBatch(workload.trainBatch)
-        let labels = (0..<workload.trainBatch).map { _ in Int32(generator.next() % 10) }
+        let labels = (0..<workload.trainBatch).map { _ in Int32(generator.next() % UInt64(min(10, workload.classes))) }
         let optimizer = try SGD(parameters: model.parameters(), learningRate: 0.01, momentum: 0.9, weightDecay: 5e-4)
         model.train()
         var step = 0

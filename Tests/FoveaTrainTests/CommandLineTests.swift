@@ -99,6 +99,34 @@ struct CommandLineTests {
         #expect(evaluation.status == 0, "evaluate failed: \(evaluation.error)")
         let evaluated = try #require(try JSONSerialization.jsonObject(with: Data(evaluation.output.utf8)) as? [String: Any])
         #expect(evaluated["accuracy"] as? Double == accuracy)
+        try exportAndEvaluateONNX(output: output, data: data, accuracy: accuracy)
+    }
+
+    /// `fovea export` writes the model as ONNX (kept, folded, at another opset); `evaluate` and `predict` read it with
+    /// its classes and preprocessing from the metadata and give the weights' own results; damaged files and bad flags
+    /// end with 65 and 64.
+    func exportAndEvaluateONNX(output: String, data: String, accuracy: Double) throws {
+        for (file, flags) in [("model.onnx", [String]()), ("folded.onnx", ["--fold-batch-norm", "--batch-size", "4"]),
+                              ("opset13.onnx", ["--opset", "13"])] {
+            let export = try runFovea(["export", "--weights", output + "/model.safetensors", "--output", output + "/" + file] + flags)
+            #expect(export.status == 0, "export \(flags): \(export.error)")
+        }
+        for file in ["model.onnx", "opset13.onnx"] {
+            let evaluation = try runFovea(["evaluate", "--weights", output + "/" + file, "--dataset", "mnist", "--data-dir", data, "--json"])
+            #expect(evaluation.status == 0, "evaluate \(file): \(evaluation.error)")
+            let report = try JSONSerialization.jsonObject(with: Data(evaluation.output.utf8)) as? [String: Any]
+            #expect(report?["accuracy"] as? Double == accuracy, "\(file): \(report?["accuracy"] ?? "none") vs \(accuracy)")
+            #expect(report?["classes"] as? [String] == (0..<10).map(String.init), "\(file): class names from the metadata")
+        }
+        let bytes = try Data(contentsOf: URL(fileURLWithPath: output + "/model.onnx"))
+        try bytes.prefix(bytes.count / 2).write(to: URL(fileURLWithPath: output + "/truncated.onnx"))
+        let truncated = try runFovea(["evaluate", "--weights", output + "/truncated.onnx", "--dataset", "mnist", "--data-dir", data])
+        #expect(truncated.status == 65 && truncated.error.contains("truncated.onnx"), "\(truncated.status): \(truncated.error)")
+        let opset = try runFovea(["export", "--weights", output + "/model.safetensors", "--output", output + "/x.onnx", "--opset", "9"])
+        #expect(opset.status == 64 && opset.error.contains("--opset"))
+        let batch = try runFovea(["export", "--weights", output + "/model.safetensors", "--output", output + "/x.onnx", "--batch-size", "0"])
+        #expect(batch.status == 64 && batch.error.contains("--batch-size"))
+        #expect(!FileManager.default.fileExists(atPath: output + "/x.onnx"))
     }
 
     @Test("every optimizer and schedule trains end to end", arguments: [
@@ -215,6 +243,21 @@ struct CommandLineTests {
         }
         let run = try runFovea(["predict", "--weights", output + "/model.safetensors", "--top-k", "2", "--json"] + paths)
         #expect(run.status == 0, "\(run.error)")
+        // The same model as ONNX predicts the same classes with the same probabilities (to 4 decimals).
+        #expect(try runFovea(["export", "--weights", output + "/model.safetensors", "--output", output + "/model.onnx"]).status == 0)
+        let onnx = try runFovea(["predict", "--weights", output + "/model.onnx", "--top-k", "2", "--json"] + paths)
+        #expect(onnx.status == 0, "\(onnx.error)")
+        func tops(_ text: String) throws -> [[(Int, Double)]] {
+            try text.split(separator: "\n").map { line in
+                let top = (try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any])?["top"] as? [[String: Any]] ?? []
+                return top.map { ($0["index"] as? Int ?? -1, $0["probability"] as? Double ?? -1) }
+            }
+        }
+        let (fromONNX, fromWeights) = (try tops(onnx.output), try tops(run.output))
+        #expect(fromONNX.count == fromWeights.count)
+        for (a, b) in zip(fromONNX, fromWeights) {
+            #expect(a.map(\.0) == b.map(\.0) && zip(a, b).allSatisfy { abs($0.1 - $1.1) < 1e-4 }, "\(a) vs \(b)")
+        }
         let lines = run.output.split(separator: "\n")
         #expect(lines.count == 4)
         for (index, line) in lines.enumerated() {
