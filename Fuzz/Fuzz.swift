@@ -36,14 +36,19 @@ public func fuzzOneInput(_ data: UnsafePointer<UInt8>?, _ size: Int) -> CInt {
             try? CIFARDataset.parseRecords(bytes, path: "input", variant: variant, pixels: &pixels, labels: &labels)
         }
     case "onnx":
-        let limits = ONNXLimits(fileBytes: 1 << 20, tensorBytes: 64 << 20, totalBytes: 128 << 20, nodes: 10_000)
+        // Small limits keep each input fast: 2²⁰ elements per built tensor (a Tile of 2²⁷ took 10 s under ASan).
+        let limits = ONNXLimits(fileBytes: 1 << 20, tensorBytes: 64 << 20, totalBytes: 128 << 20, nodes: 10_000, elements: 1 << 20)
         guard let graph = try? ONNXGraph(bytes: bytes, path: "input", limits: limits),
               let model = try? ONNXModel(graph: graph) else { break }
         var feeds: [String: ONNXValue] = [:]
         for input in graph.inputs {
             let shape = (input.shape ?? []).map { $0 ?? 1 }
-            guard shape.allSatisfy({ $0 >= 0 }), shape.reduce(1, { $0 * min($1, 1 << 16) }) <= 1 << 16 else { return 0 }
-            let count = shape.reduce(1, *)
+            var count = 1
+            for dim in shape {
+                let (product, overflow) = count.multipliedReportingOverflow(by: dim)
+                guard dim >= 0, !overflow, product <= 1 << 16 else { return 0 }
+                count = product
+            }
             feeds[input.name] = input.elementType == 1
                 ? .float((try? Tensor(shape: shape, values: (0..<count).map { Float($0 % 7) - 3 })) ?? Tensor(scalar: 0))
                 : .integer(ONNXIntegers(shape: shape, values: (0..<count).map { Int64($0 % 3) }))

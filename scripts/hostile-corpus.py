@@ -408,6 +408,102 @@ for label, content in [("checkpoint that is a FIFO", "fifo"), ("checkpoint that 
     place(p, content)
     case("checkpoint", label, ["train", "--resume", "{D}/runs/" + name, "--quiet"], 65, "{D}/runs/%s/checkpoint-last.safetensors" % name)
 
+# ---------------------------------------------------------------- ONNX models
+# A minimal protobuf writer (field numbers from onnx.proto), so the corpus needs nothing beyond the standard library.
+def varint(n):
+    out = b""
+    while True:
+        byte, n = n & 0x7F, n >> 7
+        out += bytes([byte | (0x80 if n else 0)])
+        if not n:
+            return out
+
+
+def field(number, payload):
+    """A length-delimited field (bytes) or a varint field (int)."""
+    if isinstance(payload, int):
+        return varint(number << 3) + varint(payload)
+    return varint(number << 3 | 2) + varint(len(payload)) + payload
+
+
+def onnx_tensor(name, dims, raw=None, data_type=1, external=None):
+    body = b"".join(field(1, d) for d in dims) + field(2, data_type) + field(8, name.encode())
+    if raw is not None:
+        body += field(9, raw)
+    if external is not None:
+        body += b"".join(field(13, field(1, k.encode()) + field(2, v.encode())) for k, v in external) + field(14, 1)
+    return body
+
+
+def onnx_node(op, inputs, outputs, name, attributes=b""):
+    return (b"".join(field(1, i.encode()) for i in inputs) + b"".join(field(2, o.encode()) for o in outputs)
+            + field(3, name.encode()) + field(4, op.encode()) + attributes)
+
+
+def value_info(name, dims):
+    shape = b"".join(field(1, field(1, d)) for d in dims)
+    return field(1, name.encode()) + field(2, field(1, field(1, 1) + field(2, shape)))
+
+
+def onnx_model(nodes, initializers, inputs=(("input", [1, 1, 28, 28]),), outputs=(("logits", [1, 10]),)):
+    graph = (b"".join(field(1, n) for n in nodes) + field(2, b"g") + b"".join(field(5, t) for t in initializers)
+             + b"".join(field(11, value_info(*i)) for i in inputs) + b"".join(field(12, value_info(*o)) for o in outputs))
+    return field(1, 8) + field(7, graph) + field(8, field(2, 17))
+
+
+def floats(count):
+    return struct.pack("<%df" % count, *[(i % 7) * 0.1 for i in range(count)])
+
+
+# A valid Gemm classifier on flattened 28×28 images: weight 'fc.weight' (10, 784), bias 'fc.bias' (10).
+FC = [onnx_node("Flatten", ["input"], ["flat"], "flatten"), onnx_node("Gemm", ["flat", "fc.weight", "fc.bias"], ["logits"], "fc",
+      field(5, field(1, b"transB") + field(3, 1) + field(20, 2)))]
+GOOD = [onnx_tensor("fc.weight", [10, 784], floats(7840)), onnx_tensor("fc.bias", [10], floats(10))]
+
+
+def onnx_case(label, data, mention, name=None, status=65):
+    name = name or "o%02d" % len(CASES)
+    p = path("onnx", name, "model.onnx")
+    if data == "fifo":
+        fifo(p)
+    else:
+        write(p, data)
+    case("onnx", label, ["predict", "--weights", "{D}/onnx/%s/model.onnx" % name, IMAGE_ARG], status, "model.onnx", *mention)
+
+
+VALID_ONNX = onnx_model(FC, GOOD)
+onnx_case("a valid Gemm model (control)", VALID_ONNX, [], status=0)
+onnx_case("truncated protobuf", VALID_ONNX[: len(VALID_ONNX) // 3], ["protobuf"])
+onnx_case("1 MB of random bytes", os.urandom(1 << 20), [])
+onnx_case("a length past the end of the file", field(1, 8)[:2] + varint(7 << 3 | 2) + varint(1 << 40), ["protobuf"])
+onnx_case("dims 2^31 × 2^31", onnx_model(FC, [onnx_tensor("fc.weight", [1 << 31, 1 << 31]), GOOD[1]]), ["fc.weight", "limit"])
+onnx_case("raw_data of the wrong size", onnx_model(FC, [onnx_tensor("fc.weight", [10, 784], floats(100)), GOOD[1]]),
+          ["fc.weight", "raw_data"])
+onnx_case("a cycle", onnx_model([onnx_node("Relu", ["b"], ["a"], "first"), onnx_node("Relu", ["a"], ["b"], "second")], []),
+          ["cycle"])
+onnx_case("an input used before it is defined", onnx_model([onnx_node("Relu", ["ghost"], ["logits"], "reader")], []),
+          ["reader", "ghost"])
+nested = b""
+for _ in range(3334):
+    nested = field(1, field(5, field(6, nested)))
+onnx_case("nesting 10,000 deep", field(7, nested), ["protobuf"])
+for label, location in [("external data ../../etc/passwd", "../../etc/passwd"), ("external data at /etc/passwd", "/etc/passwd"),
+                        ("external data through a symlink out", "link.bin")]:
+    name = "o%02d" % len(CASES)
+    if location == "link.bin":
+        write(path("onnx", name, "outside", "x"), b"")
+        os.makedirs(path("onnx", name), exist_ok=True)
+        link = path("onnx", name, "link.bin")
+        if os.path.lexists(link):
+            os.remove(link)
+        os.symlink("/etc/passwd", link)
+    bias = onnx_tensor("fc.bias", [10], external=[("location", location), ("length", "40")])
+    onnx_case(label, onnx_model(FC, [GOOD[0], bias]), ["fc.bias", "outside" if location == "link.bin" else "leaves"], name=name)
+onnx_case("an unsupported operator", onnx_model([onnx_node("Hardmax", ["input"], ["logits"], "odd")], []), ["'odd'", "Hardmax"])
+onnx_case("a model that is a FIFO", "fifo", ["not a regular file"])
+onnx_case("a NaN weight", onnx_model(FC, [onnx_tensor("fc.weight", [10, 784], struct.pack("<f", float("nan")) + floats(7839)), GOOD[1]]),
+          ["fc.weight", "non-finite"])
+
 with open(path("manifest.json"), "w") as f:
     json.dump(CASES, f, indent=1)
 print("%d cases in %s" % (len(CASES), path("manifest.json")))

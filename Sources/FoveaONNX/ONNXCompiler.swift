@@ -62,10 +62,51 @@ final class Compiler {
             if let step = fused[index] { steps.append(step); continue }
             if absorbed.contains(index) { continue }
             let attributes = try Attributes(node, label: label(index), opset: graph.opset, path: graph.path)
-            if let step = try compile(node, attributes) { steps.append(step) }
+            do {
+                if let step = try compile(node, attributes) { steps.append(step) }
+            } catch let error as ONNXError {
+                throw error
+            } catch {
+                // Attribute values no operator takes (a dropout ratio of 2, a kernel of 0): the file's fault.
+                throw ONNXError.invalidGraph(path: graph.path, node: label(index), message: "\(error)")
+            }
             try attributes.finish()
         }
         return steps
+    }
+
+    /// The operators of one input (besides the elementwise functions of `unaryFunction`).
+    static let singleInput: Set<String> = ["Identity", "Relu", "Sigmoid", "Tanh", "HardSwish", "LeakyRelu", "Flatten", "Shape",
+                                          "Size", "Transpose", "Softmax", "LogSoftmax", "LRN", "GlobalAveragePool",
+                                          "GlobalMaxPool", "Cast", "ConstantOfShape", "MaxPool", "AveragePool"]
+
+    /// How many inputs each operator takes (nil: any number from the minimum); `singleInput` ones take one.
+    static let arity: [String: (Int, Int?)] = [
+        "Constant": (0, 0), "Add": (2, 2), "Sub": (2, 2), "Mul": (2, 2), "Div": (2, 2), "Pow": (2, 2), "PRelu": (2, 2),
+        "MatMul": (2, 2), "Gather": (2, 2), "Tile": (2, 2), "Expand": (2, 2), "Reshape": (1, 2), "Squeeze": (1, 2),
+        "Unsqueeze": (1, 2), "Dropout": (1, 3), "Clip": (1, 3), "Conv": (2, 3), "Gemm": (2, 3), "BatchNormalization": (5, 5),
+        "Pad": (1, 4), "Slice": (1, 5), "Max": (1, nil), "Min": (1, nil), "Sum": (1, nil), "Mean": (1, nil),
+        "Concat": (1, nil), "ReduceMean": (1, 2), "ReduceSum": (1, 2), "ReduceMax": (1, 2), "ReduceMin": (1, 2),
+        "ReduceProd": (1, 2), "ReduceSumSquare": (1, 2), "ReduceL1": (1, 2), "ReduceL2": (1, 2), "ReduceLogSum": (1, 2),
+        "ReduceLogSumExp": (1, 2),
+    ]
+
+    /// The node with its input count checked against the operator's and padded with absent ("") inputs up to the
+    /// most it takes, so that every step can look at each of its inputs.
+    /// Operators Fovea does not know are left as they are (compiling them is `unsupported`).
+    func checkedArity(_ node: Onnx_NodeProto, _ a: Attributes, unary: Bool) throws -> Onnx_NodeProto {
+        guard let (least, most) = Self.arity[node.opType] ?? (unary || Self.singleInput.contains(node.opType) ? (1, 1) : nil) else {
+            return node
+        }
+        // Every operator Fovea runs defines its first output.
+        guard node.output.first?.isEmpty == false else { throw a.invalid("\(node.opType) without its first output") }
+        let given = node.input.count
+        guard given >= least, most.map({ given <= $0 }) ?? true, node.input.prefix(least).allSatisfy({ !$0.isEmpty }) || least == 0 else {
+            throw a.invalid("\(node.opType) takes \(least)\(most.map { $0 == least ? "" : "–\($0)" } ?? " or more") inputs, the node has \(given)")
+        }
+        var padded = node
+        if let most { padded.input += [String](repeating: "", count: most - given) }
+        return padded
     }
 
     // MARK: Initializer roles
@@ -74,15 +115,10 @@ final class Compiler {
     @discardableResult
     func parameter(_ name: String) throws -> Parameter? {
         if let existing = parameters[name] { return existing }
-        guard case let .float(tensor)? = graph.initializers[name] else { return nil }
-        guard buffers[name] == nil else {
-            throw ONNXError.invalidGraph(path: graph.path, node: nil,
-                                         message: "initializer '\(name)' is both a batch-norm statistic and a trained operand")
-        }
+        guard let tensor = try claim(name, trained: true) else { return nil }
         let parameter = Parameter(tensor)
         parameters[name] = parameter
         parameterOrder.append(name)
-        constants[name] = nil
         return parameter
     }
 
@@ -94,16 +130,23 @@ final class Compiler {
     /// The Buffer for float initializer `name`, or nil.
     func buffer(_ name: String) throws -> Buffer? {
         if let existing = buffers[name] { return existing }
-        guard case let .float(tensor)? = graph.initializers[name] else { return nil }
-        guard parameters[name] == nil else {
-            throw ONNXError.invalidGraph(path: graph.path, node: nil,
-                                         message: "initializer '\(name)' is both a batch-norm statistic and a trained operand")
-        }
+        guard let tensor = try claim(name, trained: false) else { return nil }
         let buffer = Buffer(tensor)
         buffers[name] = buffer
         bufferOrder.append(name)
-        constants[name] = nil
         return buffer
+    }
+
+    /// The value of float initializer `name`, taken out of the constants to become a Parameter (`trained`) or a
+    /// Buffer; nil when it is no float initializer. An initializer cannot be both.
+    private func claim(_ name: String, trained: Bool) throws -> Tensor? {
+        guard case let .float(tensor)? = graph.initializers[name] else { return nil }
+        guard !(trained ? buffers[name] != nil : parameters[name] != nil) else {
+            throw ONNXError.invalidGraph(path: graph.path, node: nil,
+                                         message: "initializer '\(name)' is both a batch-norm statistic and a trained operand")
+        }
+        constants[name] = nil
+        return tensor
     }
 
     /// A value known while compiling (initializer or Constant output), or nil.
@@ -137,7 +180,7 @@ final class Compiler {
     /// Nodes in `taken` already belong to another fused group.
     func fuseConvolution(at index: Int, sparing taken: Set<Int>) throws -> (Set<Int>, Step)? {
         let node = graph.nodes[index]
-        guard node.input.count >= 2, node.output.count == 1, !node.input[0].isEmpty,
+        guard node.input.count >= 2, node.output.count == 1, !node.input[0].isEmpty, !node.output[0].isEmpty,
               case let .float(weight)? = graph.initializers[node.input[1]], weight.shape.count == 4 else { return nil }
         let attributes = try Attributes(node, label: label(index), opset: graph.opset, path: graph.path)
         guard let geometry = try staticConvolutionGeometry(attributes, kernel: Array(weight.shape[2...])) else { return nil }
@@ -158,6 +201,7 @@ final class Compiler {
             ops.append("BatchNormalization")
         }
         if let next = soleConsumer(of: current), !taken.contains(next), graph.nodes[next].opType == "Add", graph.nodes[next].input.count == 2,
+           graph.nodes[next].output.first?.isEmpty == false,
            graph.nodes[next].attribute.isEmpty {
             let add = graph.nodes[next]
             let other = add.input[0] == current ? add.input[1] : add.input[0]
@@ -193,7 +237,7 @@ final class Compiler {
                 return [.float(try convolution(x, normalizedBy: norm, adding: residual, activation: activation))]
             }
             // A residual that broadcasts: the addition and activation run on their own.
-            let sum = try broadcast(try convolution(x, normalizedBy: norm), residual, .add, name: "Add")
+            let sum = try checkedBroadcast(try convolution(x, normalizedBy: norm), residual, .add, name: "Add")
             return [.float(try activation.map { try activate(sum, $0) } ?? sum)]
         }
         return (group, step)
@@ -206,12 +250,14 @@ final class Compiler {
             let (a, b) = (graph.nodes[pair[0]], graph.nodes[pair[1]])
             let (sigmoid, multiply) = a.opType == "Sigmoid" ? (pair[0], pair[1]) : (pair[1], pair[0])
             let (s, m) = (graph.nodes[sigmoid], graph.nodes[multiply])
-            if s.opType == "Sigmoid", m.opType == "Mul", a.opType != b.opType, soleConsumer(of: s.output[0]) == multiply,
+            if s.opType == "Sigmoid", m.opType == "Mul", a.opType != b.opType, s.output.first?.isEmpty == false,
+               m.output.first?.isEmpty == false, soleConsumer(of: s.output[0]) == multiply,
                Set(m.input) == [value, s.output[0]], m.attribute.isEmpty, s.attribute.isEmpty {
                 return ([sigmoid, multiply], .silu, m.output[0])
             }
         }
-        guard let next = soleConsumer(of: value), graph.nodes[next].input.first == value else { return nil }
+        guard let next = soleConsumer(of: value), graph.nodes[next].input.first == value,
+              graph.nodes[next].output.first?.isEmpty == false else { return nil }
         let node = graph.nodes[next]
         let attributes = try Attributes(node, label: label(next), opset: graph.opset, path: graph.path)
         let activation: Activation
@@ -248,7 +294,7 @@ final class Compiler {
     /// A BatchNorm2D over the node's constant scale, shift, mean and variance (inference form only), or nil.
     func batchNormLayer(_ index: Int) throws -> BatchNorm2D? {
         let node = graph.nodes[index]
-        guard node.input.count == 5, node.output.count == 1 || node.output[1...].allSatisfy(\.isEmpty),
+        guard node.input.count == 5, node.output.first?.isEmpty == false, node.output[1...].allSatisfy(\.isEmpty),
               node.input[1...].allSatisfy({ if case .float? = graph.initializers[$0] { true } else { false } }) else { return nil }
         let attributes = try Attributes(node, label: label(index), opset: graph.opset, path: graph.path)
         let epsilon = try attributes.float("epsilon", 1e-5), momentum = try attributes.float("momentum", 0.9)
@@ -274,7 +320,8 @@ final class Compiler {
         let strides = try attributes.ints("strides") ?? [1, 1], dilations = try attributes.ints("dilations") ?? [1, 1]
         let pads = autoPad == "VALID" ? [0, 0, 0, 0] : (try attributes.ints("pads") ?? [0, 0, 0, 0])
         guard strides.count == 2, dilations.count == 2, pads.count == 4, pads[0] == pads[2], pads[1] == pads[3],
-              pads.allSatisfy({ $0 >= 0 }), strides.allSatisfy({ $0 > 0 }), dilations.allSatisfy({ $0 > 0 }) else { return nil }
+              pads.allSatisfy({ (0...(1 << 20)).contains($0) }), strides.allSatisfy({ (1...(1 << 20)).contains($0) }),
+              dilations.allSatisfy({ (1...(1 << 20)).contains($0) }) else { return nil }
         return ConvolutionGeometry(stride: strides, padding: [pads[0], pads[1]], dilation: dilations,
                                    groups: try attributes.int("group", 1))
     }

@@ -21,6 +21,8 @@ public struct ONNXGraph {
     public let metadata: [String: String]
     /// Producer name and version (e.g. "pytorch", "2.5").
     public let producer: String
+    /// The limits it was read with (`elements` also bounds what running it may build).
+    public let limits: ONNXLimits
 
     /// The oldest and newest default-domain opsets Fovea reads.
     public static let supportedOpsets = 1...18
@@ -45,20 +47,14 @@ public struct ONNXGraph {
     /// Reads and checks a model from its serialized bytes; `path` names it in messages, `folder` is where external
     /// data may live (none for nil).
     public init(bytes: [UInt8], path: String, folder: String? = nil, limits: ONNXLimits = .standard) throws {
-        var options = BinaryDecodingOptions()
         // Real models nest a few levels (model → graph → node → attribute → tensor); deep nesting is an attack.
-        options.messageDepthLimit = 32
-        let model: Onnx_ModelProto
-        do {
-            model = try Onnx_ModelProto(serializedBytes: bytes, options: options)
-        } catch {
-            throw ONNXError.malformed(path: path, reason: "\(error)")
-        }
+        let model: Onnx_ModelProto = try decodeMessage(bytes, path: path, depth: 32)
         try self.init(model: model, path: path, folder: folder, limits: limits)
     }
 
     init(model: Onnx_ModelProto, path: String, folder: String?, limits: ONNXLimits) throws {
         self.path = path
+        self.limits = limits
         guard model.hasGraph else { throw ONNXError.invalidGraph(path: path, node: nil, message: "the model has no graph") }
         let imports = model.opsetImport.filter { $0.domain.isEmpty || $0.domain == "ai.onnx" }
         guard let version = imports.first?.version else {
@@ -106,6 +102,10 @@ public struct ONNXGraph {
         // Kahn's order over the nodes: a node is ready once each of its (non-empty) inputs is defined.
         var producers: [String: Int] = [:]
         for (index, node) in graph.node.enumerated() {
+            // Outputs may be optional ("", as RNN's first), but a node must define something.
+            guard node.output.contains(where: { !$0.isEmpty }) else {
+                throw ONNXError.invalidGraph(path: path, node: Self.label(node, index), message: "the node has no output")
+            }
             for output in node.output where !output.isEmpty {
                 guard !defined.contains(output), producers.updateValue(index, forKey: output) == nil else {
                     throw ONNXError.invalidGraph(path: path, node: Self.label(node, index),
@@ -156,5 +156,16 @@ public struct ONNXGraph {
     /// A node's name for messages: its name, or its index and operator.
     static func label(_ node: Onnx_NodeProto, _ index: Int) -> String {
         node.name.isEmpty ? "#\(index) (\(node.opType))" : "'\(node.name)'"
+    }
+}
+
+/// A protobuf message from `bytes`, nested at most `depth` levels; a malformed message is `ONNXError.malformed`.
+func decodeMessage<M: SwiftProtobuf.Message>(_ bytes: [UInt8], path: String, depth: Int) throws -> M {
+    var options = BinaryDecodingOptions()
+    options.messageDepthLimit = depth
+    do {
+        return try M(serializedBytes: bytes, options: options)
+    } catch {
+        throw ONNXError.malformed(path: path, reason: "\(error)")
     }
 }

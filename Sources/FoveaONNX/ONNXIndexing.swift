@@ -6,7 +6,7 @@ enum Indexing {
     /// Normalises `axis` (negative counts from the end) for a tensor of `rank` axes.
     static func axis(_ axis: Int, rank: Int, what: String = "axis") throws -> Int {
         let normalized = axis < 0 ? axis + rank : axis
-        guard (0..<max(rank, 1)).contains(normalized) else {
+        guard (0..<rank).contains(normalized) else {
             throw TensorError.invalidArgument(operation: what, message: "\(what) \(axis) out of range for \(rank) dimensions")
         }
         return normalized
@@ -68,12 +68,14 @@ enum Indexing {
         var seen = Set<Int>()
         for k in 0..<axes.count {
             let axis = try self.axis(axes[k], rank: shape.count)
-            guard seen.insert(axis).inserted, steps[k] != 0 else {
-                throw TensorError.invalidArgument(operation: "Slice", message: "axis \(axes[k]) repeated or step 0")
+            guard seen.insert(axis).inserted, steps[k] != 0, abs(steps[k]) <= 1 << 40 else {
+                throw TensorError.invalidArgument(operation: "Slice", message: "axis \(axes[k]) repeated, or step \(steps[k])")
             }
             let n = shape[axis]
-            var start = starts[k] < 0 ? starts[k] + n : starts[k]
-            var end = ends[k] < 0 ? ends[k] + n : ends[k]
+            // Clamped before any arithmetic: starts and ends may be ±2⁶³ ("to the end").
+            let (rawStart, rawEnd) = (min(max(starts[k], -n - 1), n + 1), min(max(ends[k], -n - 1), n + 1))
+            var start = rawStart < 0 ? rawStart + n : rawStart
+            var end = rawEnd < 0 ? rawEnd + n : rawEnd
             if steps[k] > 0 {
                 start = min(max(start, 0), n)
                 end = min(max(end, 0), n)
@@ -96,7 +98,10 @@ enum Indexing {
         let axis = try self.axis(axis, rank: shape.count)
         let n = shape[axis]
         let picked = try indices.values.map { value -> Int in
-            let i = Int(value) < 0 ? Int(value) + n : Int(value)
+            guard value >= -Int64(n), value < Int64(n) else {
+                throw TensorError.invalidArgument(operation: "Gather", message: "index \(value) out of range for an axis of \(n)")
+            }
+            let i = value < 0 ? Int(value) + n : Int(value)
             guard (0..<n).contains(i) else {
                 throw TensorError.invalidArgument(operation: "Gather", message: "index \(value) out of range for an axis of \(n)")
             }
@@ -151,8 +156,9 @@ enum Indexing {
     }
 
     /// The most elements an operator that builds its output from shape values (Expand, Tile, Pad, ConstantOfShape)
-    /// may make: 2²⁷ (512 MB of floats), so that a hostile shape is an error, not an allocation that kills the process.
-    static let maximumElements = 1 << 27
+    /// may make: the running graph's `ONNXLimits.elements` (2²⁷ by default, 512 MB of floats), so that a hostile shape
+    /// is an error, not an allocation that kills the process.
+    @TaskLocal static var maximumElements = ONNXLimits.standard.elements
 
     /// The element count of `shape`, refused past `maximumElements` (and for negative or overflowing dims).
     static func checkedCount(_ shape: [Int], _ operation: String) throws -> Int {

@@ -65,8 +65,16 @@ public final class ONNXModel: ModeDependentLayer {
         parameterList.map { ($0.0, $0.1 as Any) } + bufferList.map { ($0.0, $0.1 as Any) } + randomLayers.map { ($0.0, $0.1 as Any) }
     }
 
+    /// Operators that run on oneDNN primitives (a fused step's name starts with "Conv").
+    static let kernelOperators = ["Conv", "Relu", "Sigmoid", "Tanh", "HardSwish", "LeakyRelu", "Clip", "MaxPool", "AveragePool",
+                                  "GlobalAveragePool", "BatchNormalization", "LRN", "Gemm", "MatMul", "Softmax", "LogSoftmax"]
+
     /// Runs the graph on `feeds` (graph input name → value) and returns the graph's outputs in order.
     public func run(_ feeds: [String: ONNXValue]) throws -> [ONNXValue] {
+        try Indexing.$maximumElements.withValue(graph.limits.elements) { try execute(feeds) }
+    }
+
+    private func execute(_ feeds: [String: ONNXValue]) throws -> [ONNXValue] {
         var values = constants
         for (name, parameter) in parameterList { values[name] = .float(parameter.tracked) }
         for (name, buffer) in bufferList { values[name] = .float(buffer.value) }
@@ -85,6 +93,12 @@ public final class ONNXModel: ModeDependentLayer {
                     throw ONNXError.execution(node: step.label, operator: step.op, message: "input '\(input)' has no value")
                 }
                 arguments.append(value)
+            }
+            // oneDNN's primitives are not made for empty tensors; ONNX allows them, so they are refused by name here.
+            if Self.kernelOperators.contains(where: step.op.hasPrefix),
+               let empty = arguments.first(where: { if case let .float(t)? = $0 { t.count == 0 } else { false } }) {
+                throw ONNXError.execution(node: step.label, operator: step.op,
+                                          message: "an empty input (shape \(empty?.shape ?? [])) for an operator that needs elements")
             }
             let results: [ONNXValue]
             do {

@@ -10,10 +10,12 @@ extension Compiler {
     }
 
     /// A step for `node`, or nil for nodes that only define constants (Constant).
-    func compile(_ node: Onnx_NodeProto, _ a: Attributes) throws -> Step? {
+    func compile(_ given: Onnx_NodeProto, _ a: Attributes) throws -> Step? {
+        let unary = try unaryFunction(given.opType, a)
+        let node = try checkedArity(given, a, unary: unary != nil)
         let op = node.opType
         let opset = graph.opset
-        if let function = try unaryFunction(op, a) {
+        if let function = unary {
             return makeStep(node, a) { inputs in
                 if case let .integer(x)? = inputs[0] { return [.integer(try integerMap(x, function))] }
                 return [.float(try function(try floatValue(inputs[0], "X")))]
@@ -22,7 +24,7 @@ extension Compiler {
         switch op {
         case "Constant":
             guard node.output.count == 1 else { throw a.invalid("Constant has \(node.output.count) outputs") }
-            var decoder = TensorDecoder(path: graph.path, limits: .standard, folder: nil)
+            var decoder = TensorDecoder(path: graph.path, limits: graph.limits, folder: nil)
             let value: ONNXValue
             if let tensor = try a.tensor("value") {
                 value = try decoder.decode(tensor)
@@ -48,7 +50,7 @@ extension Compiler {
             var ratio: Float = 0.5
             if opset < 12 {
                 ratio = try a.float("ratio", 0.5)
-                a.ignore("is_test")
+                a.ignore("is_test", "consumed_inputs")
             } else if node.input.count > 1, !node.input[1].isEmpty {
                 guard let numbers = constantNumbers(node.input[1]), numbers.count == 1 else {
                     throw a.unsupported("a ratio that is not a constant")
@@ -108,7 +110,7 @@ extension Compiler {
                 // max(x, 0) + slope · min(x, 0), with the slope broadcast onto x.
                 let positive = try activate(x, .relu)
                 let negative = try elementwise(x, ElementwiseFunction("min0", value: { min($0, 0) }, derivative: { x, _ in x < 0 ? 1 : 0 }))
-                return [.float(try broadcast(positive, try broadcast(negative, slope, .multiply, name: "PRelu"), .add, name: "PRelu"))]
+                return [.float(try checkedBroadcast(positive, try checkedBroadcast(negative, slope, .multiply, name: "PRelu"), .add, name: "PRelu"))]
             }
 
         case "Add", "Sub", "Mul", "Div", "Pow":
@@ -135,10 +137,10 @@ extension Compiler {
                     return [.integer(try ONNXIntegers.broadcast(x, y) { p, q in try integerArithmetic(op, p, q) })]
                 case let (.integer(x), .float(y)):
                     // Pow(int, float) keeps the base's type.
-                    let result = try broadcast(try floatTensor(x), y, operation, name: op)
+                    let result = try checkedBroadcast(try floatTensor(x), y, operation, name: op)
                     return [.integer(ONNXIntegers(shape: result.shape, values: try result.toArray().map(integerPart)))]
                 default:
-                    return [.float(try broadcast(try floatValue(left, "A"), try numericTensor(right), operation, name: op))]
+                    return [.float(try checkedBroadcast(try floatValue(left, "A"), try numericTensor(right), operation, name: op))]
                 }
             }
 
@@ -159,7 +161,7 @@ extension Compiler {
                 let tensors = try inputs.enumerated().map { try floatValue($0.element, "data_\($0.offset)") }
                 guard var result = tensors.first else { throw TensorError.invalidArgument(operation: op, message: "no inputs") }
                 let operation: BroadcastOperation = op == "Max" ? .maximum : op == "Min" ? .minimum : .add
-                for tensor in tensors.dropFirst() { result = try broadcast(result, tensor, operation, name: op) }
+                for tensor in tensors.dropFirst() { result = try checkedBroadcast(result, tensor, operation, name: op) }
                 if op == "Mean" && tensors.count > 1 { result = result.scaled(by: 1 / Float(tensors.count)) }
                 return [.float(result)]
             }
@@ -185,9 +187,9 @@ extension Compiler {
                     floatValue(inputs[4], "var").reshaped(perChannel))
                 let deviation = try elementwise(variance, ElementwiseFunction("rsqrt", value: { 1 / ($0 + epsilon).squareRoot() },
                     derivative: { x, y in -0.5 * y / (x + epsilon) }))
-                let centred = try broadcast(x, mean, .subtract, name: op)
-                let normalized = try broadcast(centred, try broadcast(deviation, scale, .multiply, name: op), .multiply, name: op)
-                return [.float(try broadcast(normalized, shift, .add, name: op))]
+                let centred = try checkedBroadcast(x, mean, .subtract, name: op)
+                let normalized = try checkedBroadcast(centred, try checkedBroadcast(deviation, scale, .multiply, name: op), .multiply, name: op)
+                return [.float(try checkedBroadcast(normalized, shift, .add, name: op))]
             }
 
         case "MaxPool", "AveragePool":
@@ -212,6 +214,11 @@ extension Compiler {
             let constantRight = parameters[node.input[1]] != nil
             return makeStep(node, a) { inputs in
                 let x = try floatValue(inputs[0], "A"), y = try floatValue(inputs[1], "B")
+                // The broadcast operands and the product must stay within the element limit.
+                if let batch = broadcastShape(Array(x.shape.dropLast(2)), Array(y.shape.dropLast(2))) {
+                    _ = try Indexing.checkedCount(batch + [x.shape.count > 1 ? x.shape[x.shape.count - 2] : 1,
+                                                          max(x.shape.last ?? 1, y.shape.last ?? 1)], op)
+                }
                 if constantRight && x.shape.count == 2 && y.shape.count == 2 {
                     return [.float(try linear(x, weight: try y.transposed([1, 0]), name: "MatMul"))]
                 }
@@ -244,12 +251,21 @@ extension Compiler {
                 guard shape.filter({ $0 == -1 }).count <= 1, shape.allSatisfy({ $0 >= -1 }) else {
                     throw TensorError.invalidArgument(operation: op, message: "shape \(requested)")
                 }
+                let count = value.shape.reduce(1, *)
                 if let inferred = shape.firstIndex(of: -1) {
-                    let known = shape.enumerated().filter { $0.offset != inferred }.reduce(1) { $0 * $1.element }
-                    guard known > 0, value.shape.reduce(1, *) % known == 0 else {
+                    var known = 1
+                    for (i, dim) in shape.enumerated() where i != inferred {
+                        let (product, overflow) = known.multipliedReportingOverflow(by: dim)
+                        guard !overflow, product <= count else { throw TensorError.shapeMismatch(operation: op, expected: "\(requested)", actual: value.shape) }
+                        known = product
+                    }
+                    guard known > 0, count % known == 0 else {
                         throw TensorError.shapeMismatch(operation: op, expected: "\(requested)", actual: value.shape)
                     }
-                    shape[inferred] = value.shape.reduce(1, *) / known
+                    shape[inferred] = count / known
+                }
+                guard (try? Indexing.checkedCount(shape, op)) == count else {
+                    throw TensorError.shapeMismatch(operation: op, expected: "\(count) elements as \(requested)", actual: value.shape)
                 }
                 return [try reshape(value, shape)]
             }
@@ -365,7 +381,7 @@ extension Compiler {
         case "ConstantOfShape":
             var fill: ONNXValue = .float(Tensor(scalar: 0))
             if let tensor = try a.tensor("value") {
-                var decoder = TensorDecoder(path: graph.path, limits: .standard, folder: nil)
+                var decoder = TensorDecoder(path: graph.path, limits: graph.limits, folder: nil)
                 fill = try decoder.decode(tensor)
             }
             return makeStep(node, a) { inputs in
@@ -386,7 +402,7 @@ extension Compiler {
         case "LRN":
             let size = try a.int("size", 0)
             let (alpha, beta, bias) = (try a.float("alpha", 1e-4), try a.float("beta", 0.75), try a.float("bias", 1))
-            guard size > 0 else { throw a.invalid("LRN size \(size)") }
+            guard (1...(1 << 16)).contains(size) else { throw a.invalid("LRN size \(size)") }
             return makeStep(node, a) { inputs in
                 [.float(try localResponseNorm(try floatValue(inputs[0], "X"), size: size, alpha: alpha, beta: beta, k: bias, name: op))]
             }
@@ -414,402 +430,5 @@ extension Compiler {
         default:
             throw a.unsupported("operator \(op)")
         }
-    }
-
-    /// Conv: the fused step's layer when the weights are constant and the geometry static, otherwise the functional
-    /// convolution (weights as run-time values, SAME padding, asymmetric pads, 1-D).
-    func convolution(_ node: Onnx_NodeProto, _ a: Attributes) throws -> Step {
-        let autoPad = try a.string("auto_pad", "NOTSET")
-        guard ["NOTSET", "VALID", "SAME_UPPER", "SAME_LOWER"].contains(autoPad) else { throw a.unsupported("auto_pad \(autoPad)") }
-        let kernelAttribute = try a.ints("kernel_shape"), stridesAttribute = try a.ints("strides")
-        let dilationsAttribute = try a.ints("dilations"), padsAttribute = try a.ints("pads")
-        let groups = try a.int("group", 1)
-        try trainOperands(Array(node.input.prefix(3)))
-        let (path, label, opset) = (graph.path, a.label, graph.opset)
-        return makeStep(node, a) { inputs in
-            var x = try floatValue(inputs[0], "X"), w = try floatValue(inputs[1], "W")
-            let b = inputs.count > 2 ? try inputs[2].map { try floatValue($0, "B") } : nil
-            let spatial = x.shape.count - 2
-            guard spatial == 1 || spatial == 2 else {
-                throw ONNXError.unsupported(path: path, node: label, operator: "Conv", opset: opset, detail: "\(spatial)-D convolution (1-D and 2-D are)")
-            }
-            guard w.shape.count == x.shape.count else { throw TensorError.incompatibleShapes(operation: "Conv", x.shape, w.shape) }
-            let kernel = kernelAttribute ?? Array(w.shape[2...])
-            guard kernel == Array(w.shape[2...]) else {
-                throw TensorError.invalidArgument(operation: "Conv", message: "kernel_shape \(kernel) but weights \(w.shape)")
-            }
-            let strides = stridesAttribute ?? [Int](repeating: 1, count: spatial)
-            let dilations = dilationsAttribute ?? [Int](repeating: 1, count: spatial)
-            var (begin, end) = try windowPads(Array(x.shape[2...]), kernel: kernel, strides: strides, dilations: dilations,
-                                              pads: padsAttribute, autoPad: autoPad, operation: "Conv")
-            let oneDimensional = spatial == 1
-            if oneDimensional {
-                x = try x.reshaped([x.shape[0], x.shape[1], 1, x.shape[2]])
-                w = try w.reshaped([w.shape[0], w.shape[1], 1, w.shape[2]])
-                begin = [0] + begin
-                end = [0] + end
-            }
-            var padding = begin
-            if begin != end {
-                x = try padded(x, begin: [0, 0] + begin, end: [0, 0] + end, fill: 0)
-                padding = [0, 0]
-            }
-            let geometry = ConvolutionGeometry(stride: oneDimensional ? [1] + strides : strides, padding: padding,
-                                               dilation: oneDimensional ? [1] + dilations : dilations, groups: groups)
-            var y = try conv2d(x, weight: w, bias: b, geometry: geometry, name: "Conv")
-            if oneDimensional { y = try y.reshaped([y.shape[0], y.shape[1], y.shape[3]]) }
-            return [.float(y)]
-        }
-    }
-
-    /// A standalone BatchNormalization over constant statistics as a BatchNorm2D step (2-D to 4-D inputs), or nil.
-    func batchNormLayer(_ a: Attributes, _ node: Onnx_NodeProto) throws -> Step? {
-        guard let index = graph.nodes.firstIndex(where: { $0 == node }), let layer = try batchNormLayer(index) else { return nil }
-        a.ignore("epsilon", "momentum", "spatial", "training_mode", "is_test", "consumed_inputs")
-        return Step(label: a.label, op: "BatchNormalization", inputs: [node.input[0]], outputs: [node.output[0]]) { inputs in
-            let x = try floatValue(inputs[0], "X")
-            guard x.shape.count >= 2 else {
-                throw TensorError.shapeMismatch(operation: "BatchNormalization", expected: "(N, C, …)", actual: x.shape)
-            }
-            if x.shape.count == 4 { return [.float(try layer(x))] }
-            // Any rank: the statistics are per channel, so (N, C, D₁…Dₖ) runs as (N, C, D₁⋯Dₖ, 1).
-            let shape = x.shape
-            let y = try layer(x.reshaped([shape[0], shape[1], shape[2...].reduce(1, *), 1]))
-            return [.float(try y.reshaped(shape))]
-        }
-    }
-
-    func pooling(_ node: Onnx_NodeProto, _ a: Attributes) throws -> Step {
-        let op = node.opType
-        if node.output.count > 1 && !node.output[1].isEmpty { throw a.unsupported("the Indices output") }
-        let autoPad = try a.string("auto_pad", "NOTSET")
-        guard ["NOTSET", "VALID", "SAME_UPPER", "SAME_LOWER"].contains(autoPad) else { throw a.unsupported("auto_pad \(autoPad)") }
-        guard let kernel = try a.ints("kernel_shape") else { throw a.invalid("\(op) without kernel_shape") }
-        let stridesAttribute = try a.ints("strides"), padsAttribute = try a.ints("pads")
-        let ceilMode = try a.int("ceil_mode", 0) != 0
-        let includePad = op == "AveragePool" ? try a.int("count_include_pad", 0) != 0 : false
-        if let dilations = try a.ints("dilations"), dilations.contains(where: { $0 != 1 }) { throw a.unsupported("dilations \(dilations)") }
-        if op == "MaxPool", try a.int("storage_order", 0) != 0 { throw a.unsupported("storage_order 1") }
-        let (path, label, opset) = (graph.path, a.label, graph.opset)
-        return makeStep(node, a) { inputs in
-            var x = try floatValue(inputs[0], "X")
-            let spatial = x.shape.count - 2
-            guard spatial == kernel.count, spatial == 1 || spatial == 2 else {
-                throw ONNXError.unsupported(path: path, node: label, operator: op, opset: opset,
-                                            detail: "\(spatial)-D input with kernel \(kernel) (1-D and 2-D pooling are)")
-            }
-            let strides = stridesAttribute ?? [Int](repeating: 1, count: spatial)
-            var (begin, end) = try windowPads(Array(x.shape[2...]), kernel: kernel, strides: strides, dilations: [1, 1],
-                                              pads: padsAttribute, autoPad: autoPad, operation: op)
-            var (kernel2, strides2) = (kernel, strides)
-            let shape = x.shape
-            if spatial == 1 {
-                x = try x.reshaped([shape[0], shape[1], 1, shape[2]])
-                (begin, end, kernel2, strides2) = ([0] + begin, [0] + end, [1] + kernel, [1] + strides)
-            }
-            let symmetric = begin == end && (0..<2).allSatisfy { 2 * begin[$0] <= kernel2[$0] }
-            var y: Tensor
-            if symmetric {
-                let geometry = PoolingGeometry(kernel: kernel2, stride: strides2, padding: begin, ceilMode: ceilMode)
-                y = op == "MaxPool" ? try maxPool2d(x, geometry: geometry, name: op)
-                    : try avgPool2d(x, geometry: geometry, countIncludePad: includePad, name: op)
-            } else {
-                // Asymmetric (or wider than half the window) padding: pad explicitly, then pool without padding.
-                let geometry = PoolingGeometry(kernel: kernel2, stride: strides2, padding: [0, 0], ceilMode: ceilMode)
-                let (fullBegin, fullEnd) = ([0, 0] + begin, [0, 0] + end)
-                if op == "MaxPool" {
-                    y = try maxPool2d(try padded(x, begin: fullBegin, end: fullEnd, fill: -.infinity), geometry: geometry, name: op)
-                } else {
-                    y = try avgPool2d(try padded(x, begin: fullBegin, end: fullEnd, fill: 0), geometry: geometry, name: op)
-                    if !includePad {
-                        // Average over real elements only: divide by the share of each window that is not padding.
-                        let ones = Tensor(repeating: 1, shape: [1, 1, x.shape[2], x.shape[3]])
-                        let share = try avgPool2d(try padded(ones, begin: fullBegin, end: fullEnd, fill: 0), geometry: geometry, name: op)
-                        y = try broadcast(y, share, .divide, name: op)
-                    }
-                }
-            }
-            if spatial == 1 { y = try y.reshaped([y.shape[0], y.shape[1], y.shape[3]]) }
-            return [.float(y)]
-        }
-    }
-
-    func gemm(_ node: Onnx_NodeProto, _ a: Attributes) throws -> Step {
-        let (alpha, beta) = (try a.float("alpha", 1), try a.float("beta", 1))
-        let (transposeA, transposeB) = (try a.int("transA", 0) != 0, try a.int("transB", 0) != 0)
-        a.ignore("broadcast")
-        try trainOperands(Array(node.input.prefix(3)))
-        return makeStep(node, a) { inputs in
-            var x = try floatValue(inputs[0], "A"), w = try floatValue(inputs[1], "B")
-            let c = inputs.count > 2 ? try inputs[2].map { try floatValue($0, "C") } : nil
-            guard x.shape.count == 2, w.shape.count == 2 else { throw TensorError.incompatibleShapes(operation: "Gemm", x.shape, w.shape) }
-            if transposeA { x = try x.transposed([1, 0]) }
-            // linear computes x·Wᵀ: W must be (N, K).
-            if !transposeB { w = try w.transposed([1, 0]) }
-            let plainBias = c.flatMap { $0.shape == [w.shape[0]] && beta == 1 ? $0 : nil }
-            var y = try linear(x, weight: w, bias: plainBias, name: "Gemm")
-            if alpha != 1 { y = y.scaled(by: alpha) }
-            if let c, plainBias == nil, beta != 0 { y = try broadcast(y, beta == 1 ? c : c.scaled(by: beta), .add, name: "Gemm") }
-            return [.float(y)]
-        }
-    }
-
-    func padding(_ node: Onnx_NodeProto, _ a: Attributes) throws -> Step {
-        let mode = try a.string("mode", "constant")
-        guard ["constant", "reflect", "edge"].contains(mode) else { throw a.unsupported("mode \(mode)") }
-        let attributePads = graph.opset < 11 ? try a.ints(graph.opset < 2 ? "paddings" : "pads") : nil
-        let attributeValue = graph.opset < 11 ? try a.float("value", 0) : 0
-        try trainOperands([node.input[0]])
-        let opset = graph.opset
-        return makeStep(node, a) { inputs in
-            let data = try present(inputs[0])
-            let rank = data.shape.count
-            var pads = try attributePads ?? integerValue(inputs[1], "pads").values.map { Int(clamping: $0) }
-            var value = attributeValue
-            if opset >= 11, inputs.count > 2, inputs[2] != nil { value = try scalar(inputs[2], "constant_value") }
-            if opset >= 18, inputs.count > 3, inputs[3] != nil {
-                let axes = try integerValue(inputs[3], "axes").values.map { try Indexing.axis(Int($0), rank: rank) }
-                guard pads.count == 2 * axes.count else { throw TensorError.invalidArgument(operation: "Pad", message: "pads \(pads) for axes \(axes)") }
-                var full = [Int](repeating: 0, count: 2 * rank)
-                for (k, axis) in axes.enumerated() { (full[axis], full[axis + rank]) = (pads[k], pads[k + axes.count]) }
-                pads = full
-            }
-            guard pads.count == 2 * rank else { throw TensorError.invalidArgument(operation: "Pad", message: "pads \(pads) for a \(rank)-D input") }
-            let (shape, sources) = try Indexing.pad(data.shape, begin: Array(pads[..<rank]), end: Array(pads[rank...]), mode: mode)
-            if case let .integer(x) = data { return [.integer(x.remapped(shape, sources, fill: Int64(value)))] }
-            return [.float(try remap(try floatValue(data, "data"), to: shape, sources: sources, fill: value, name: "Pad"))]
-        }
-    }
-
-    /// The elementwise function for unary operators that Fovea computes with `elementwise` (nil for other operators).
-    func unaryFunction(_ op: String, _ a: Attributes) throws -> ((Tensor) throws -> Tensor)? {
-        func function(_ value: @escaping @Sendable (Float) -> Float, _ derivative: @escaping @Sendable (Float, Float) -> Float)
-            -> (Tensor) throws -> Tensor {
-            let f = ElementwiseFunction(op, value: value, derivative: derivative)
-            return { try elementwise($0, f) }
-        }
-        switch op {
-        case "Abs": return function({ abs($0) }, { x, _ in x > 0 ? 1 : (x < 0 ? -1 : 0) })
-        case "Neg": return function({ -$0 }, { _, _ in -1 })
-        case "Exp": return function({ exp($0) }, { _, y in y })
-        case "Log": return function({ log($0) }, { x, _ in 1 / x })
-        case "Sqrt": return function({ $0.squareRoot() }, { _, y in 0.5 / y })
-        case "Reciprocal": return function({ 1 / $0 }, { _, y in -y * y })
-        case "Floor": return function({ $0.rounded(.down) }, { _, _ in 0 })
-        case "Ceil": return function({ $0.rounded(.up) }, { _, _ in 0 })
-        case "Round": return function({ $0.rounded(.toNearestOrEven) }, { _, _ in 0 })
-        case "Sign": return function({ $0 > 0 ? 1 : ($0 < 0 ? -1 : 0) }, { _, _ in 0 })
-        case "Sin": return function({ sin($0) }, { x, _ in cos(x) })
-        case "Cos": return function({ cos($0) }, { x, _ in -sin(x) })
-        case "Tan": return function({ Foundation.tan($0) }, { _, y in 1 + y * y })
-        case "Asin": return function({ asin($0) }, { x, _ in 1 / (1 - x * x).squareRoot() })
-        case "Acos": return function({ acos($0) }, { x, _ in -1 / (1 - x * x).squareRoot() })
-        case "Atan": return function({ atan($0) }, { x, _ in 1 / (1 + x * x) })
-        case "Sinh": return function({ sinh($0) }, { x, _ in cosh(x) })
-        case "Cosh": return function({ cosh($0) }, { x, _ in sinh(x) })
-        case "Asinh": return function({ asinh($0) }, { x, _ in 1 / (x * x + 1).squareRoot() })
-        case "Acosh": return function({ acosh($0) }, { x, _ in 1 / (x * x - 1).squareRoot() })
-        case "Atanh": return function({ atanh($0) }, { x, _ in 1 / (1 - x * x) })
-        case "Erf": return function({ erf($0) }, { x, _ in 2 / Float.pi.squareRoot() * exp(-x * x) })
-        case "Softplus": return function({ $0 > 20 ? $0 : log1p(exp($0)) }, { x, _ in 1 / (1 + exp(-x)) })
-        case "Softsign": return function({ $0 / (1 + abs($0)) }, { x, _ in 1 / ((1 + abs(x)) * (1 + abs(x))) })
-        case "Elu":
-            let alpha = try a.float("alpha", 1)
-            return function({ $0 > 0 ? $0 : alpha * (exp($0) - 1) }, { x, y in x > 0 ? 1 : y + alpha })
-        case "Celu":
-            let alpha = try a.float("alpha", 1)
-            return function({ max(0, $0) + min(0, alpha * (exp($0 / alpha) - 1)) }, { x, _ in x > 0 ? 1 : exp(x / alpha) })
-        case "Selu":
-            let alpha = try a.float("alpha", 1.67326319217681884765625), gamma = try a.float("gamma", 1.05070102214813232421875)
-            return function({ $0 > 0 ? gamma * $0 : gamma * alpha * (exp($0) - 1) }, { x, _ in x > 0 ? gamma : gamma * alpha * exp(x) })
-        case "ThresholdedRelu":
-            let alpha = try a.float("alpha", 1)
-            return function({ $0 > alpha ? $0 : 0 }, { x, _ in x > alpha ? 1 : 0 })
-        case "HardSigmoid":
-            let alpha = try a.float("alpha", 0.2), beta = try a.float("beta", 0.5)
-            return function({ max(0, min(1, alpha * $0 + beta)) }, { x, _ in (0 < alpha * x + beta && alpha * x + beta < 1) ? alpha : 0 })
-        case "Shrink":
-            let bias = try a.float("bias", 0), lambda = try a.float("lambd", 0.5)
-            return function({ $0 < -lambda ? $0 + bias : ($0 > lambda ? $0 - bias : 0) }, { x, _ in abs(x) > lambda ? 1 : 0 })
-        case "Mish":
-            return function({ $0 * Foundation.tanh(log1p(exp($0))) }, { x, _ in
-                let t = Foundation.tanh(log1p(exp(x)))
-                return t + x * (1 - t * t) / (1 + exp(-x))
-            })
-        default: return nil
-        }
-    }
-}
-
-func clipFunction(_ lower: Float, _ upper: Float) -> ElementwiseFunction {
-    ElementwiseFunction("Clip", value: { min(max($0, lower), upper) }, derivative: { x, _ in x >= lower && x <= upper ? 1 : 0 })
-}
-
-/// An integer tensor as floats (exact up to 2²⁴).
-func floatTensor(_ integers: ONNXIntegers) throws -> Tensor {
-    try Tensor(shape: integers.shape, values: integers.values.map(Float.init))
-}
-
-/// A float tensor, or an integer one converted (operands of mixed-type Pow).
-func numericTensor(_ value: ONNXValue) throws -> Tensor {
-    switch value {
-    case let .float(tensor): return tensor
-    case let .integer(integers): return try floatTensor(integers)
-    }
-}
-
-/// A float function applied to an integer tensor, rounded back toward zero (Neg, Abs, Sign, Relu of integers).
-func integerMap(_ integers: ONNXIntegers, _ function: (Tensor) throws -> Tensor) throws -> ONNXIntegers {
-    let values = try Autodiff.withoutRecording { try function(try floatTensor(integers)).toArray() }
-    return ONNXIntegers(shape: integers.shape, values: values.map(integerPart))
-}
-
-/// `value` rounded toward zero, saturated to Int64's range (NaN is 0).
-func integerPart(_ value: Float) -> Int64 {
-    guard value.isFinite else { return value.isNaN ? 0 : (value > 0 ? .max : .min) }
-    return abs(value) < 9.2e18 ? Int64(value.rounded(.towardZero)) : (value > 0 ? .max : .min)
-}
-
-func present(_ value: ONNXValue?) throws -> ONNXValue {
-    guard let value else { throw TensorError.invalidArgument(operation: "input", message: "missing") }
-    return value
-}
-
-func scalar(_ value: ONNXValue?, _ what: String) throws -> Float {
-    switch value {
-    case let .float(tensor)?:
-        guard tensor.count == 1 else { throw TensorError.shapeMismatch(operation: what, expected: "one element", actual: tensor.shape) }
-        return try tensor.toArray()[0]
-    case let .integer(integers)?:
-        guard integers.values.count == 1 else { throw TensorError.shapeMismatch(operation: what, expected: "one element", actual: integers.shape) }
-        return Float(integers.values[0])
-    case nil: throw TensorError.invalidArgument(operation: what, message: "missing")
-    }
-}
-
-func integerArithmetic(_ op: String, _ a: Int64, _ b: Int64) throws -> Int64 {
-    switch op {
-    case "Add": return a &+ b
-    case "Sub": return a &- b
-    case "Mul": return a &* b
-    case "Div":
-        guard b != 0 else { throw TensorError.invalidArgument(operation: "Div", message: "integer division by zero") }
-        return a.dividedReportingOverflow(by: b).partialValue
-    default:
-        guard b >= 0, b < 64 else { throw TensorError.invalidArgument(operation: "Pow", message: "integer exponent \(b)") }
-        var result: Int64 = 1
-        for _ in 0..<b { result = result &* a }
-        return result
-    }
-}
-
-func reshape(_ value: ONNXValue, _ shape: [Int]) throws -> ONNXValue {
-    switch value {
-    case let .float(tensor): return .float(try tensor.reshaped(shape))
-    case let .integer(integers):
-        guard shape.allSatisfy({ $0 >= 0 }), shape.reduce(1, *) == integers.values.count else {
-            throw TensorError.shapeMismatch(operation: "reshape", expected: "\(shape)", actual: integers.shape)
-        }
-        return .integer(ONNXIntegers(shape: shape, values: integers.values))
-    }
-}
-
-func remapValue(_ value: ONNXValue, _ mapping: ([Int], [Int])) throws -> ONNXValue {
-    switch value {
-    case let .float(tensor): return .float(try remap(tensor, to: mapping.0, sources: mapping.1))
-    case let .integer(integers): return .integer(integers.remapped(mapping.0, mapping.1))
-    }
-}
-
-/// `x` padded with `fill`: `begin[i]`/`end[i]` elements before/after axis i.
-func padded(_ x: Tensor, begin: [Int], end: [Int], fill: Float) throws -> Tensor {
-    let (shape, sources) = try Indexing.pad(x.shape, begin: begin, end: end, mode: "constant")
-    return try remap(x, to: shape, sources: sources, fill: fill, name: "pad")
-}
-
-/// Concatenation along `axis`: channels of 4-D float tensors on the fast path, anything else by remapping.
-func concatenate(_ values: [ONNXValue], axis: Int) throws -> ONNXValue {
-    guard let first = values.first else { throw TensorError.invalidArgument(operation: "Concat", message: "no inputs") }
-    let rank = first.shape.count
-    let axis = try Indexing.axis(axis, rank: rank)
-    for value in values where value.shape.count != rank || (0..<rank).contains(where: { $0 != axis && value.shape[$0] != first.shape[$0] }) {
-        throw TensorError.incompatibleShapes(operation: "Concat", first.shape, value.shape)
-    }
-    var shape = first.shape
-    shape[axis] = values.reduce(0) { $0 + $1.shape[axis] }
-    if case .integer = first {
-        let parts = try values.map { try integerValue($0, "Concat input") }
-        var result = [Int64](repeating: 0, count: shape.reduce(1, *))
-        var offset = 0
-        for part in parts {
-            for (i, s) in Indexing.concatenationPart(part.shape, into: shape, axis: axis, offset: offset).enumerated() where s >= 0 {
-                result[i] = part.values[s]
-            }
-            offset += part.shape[axis]
-        }
-        return .integer(ONNXIntegers(shape: shape, values: result))
-    }
-    let tensors = try values.map { try floatValue($0, "Concat input") }
-    if rank == 4 && axis == 1 { return .float(try concatenateChannels(tensors, name: "Concat")) }
-    if tensors.count == 1 { return .float(tensors[0]) }
-    var result: Tensor?
-    var offset = 0
-    for tensor in tensors {
-        let part = try remap(tensor, to: shape, sources: Indexing.concatenationPart(tensor.shape, into: shape, axis: axis, offset: offset),
-                             name: "Concat")
-        result = try result.map { try broadcast($0, part, .add, name: "Concat") } ?? part
-        offset += tensor.shape[axis]
-    }
-    return .float(result ?? tensors[0])
-}
-
-/// Softmax along `axis`; `coerced` is the rule before opset 13 (flatten to 2-D at `axis`).
-func softmax(_ x: Tensor, axis: Int, log: Bool, coerced: Bool) throws -> Tensor {
-    let shape = x.shape
-    let rank = max(shape.count, 1)
-    let axis = try Indexing.axis(axis, rank: rank)
-    let apply = { (t: Tensor) throws -> Tensor in log ? try logSoftmax(t) : try FoveaTensor.softmax(t) }
-    if coerced || axis == rank - 1 {
-        let rows = coerced ? shape[..<axis].reduce(1, *) : shape.dropLast().reduce(1, *)
-        let flat = try x.reshaped([rows, x.count / max(rows, 1)])
-        return try apply(flat).reshaped(shape)
-    }
-    // Move the axis last, normalise rows, move it back.
-    var permutation = Array(0..<rank)
-    permutation.remove(at: axis)
-    permutation.append(axis)
-    let moved = try x.transposed(permutation)
-    let normalized = try apply(moved.reshaped([moved.count / shape[axis], shape[axis]])).reshaped(moved.shape)
-    var inverse = [Int](repeating: 0, count: rank)
-    for (i, p) in permutation.enumerated() { inverse[p] = i }
-    return try normalized.transposed(inverse)
-}
-
-/// Begin and end padding per spatial axis for a window operator, from explicit `pads` or `autoPad`.
-func windowPads(_ input: [Int], kernel: [Int], strides: [Int], dilations: [Int], pads: [Int]?, autoPad: String,
-                operation: String) throws -> ([Int], [Int]) {
-    let n = input.count
-    guard kernel.count == n, strides.count == n, dilations.count >= n, strides.allSatisfy({ $0 > 0 }),
-          kernel.allSatisfy({ $0 > 0 }), dilations.allSatisfy({ $0 > 0 }) else {
-        throw TensorError.invalidArgument(operation: operation, message: "kernel \(kernel), strides \(strides), dilations \(dilations) for \(n)-D input")
-    }
-    switch autoPad {
-    case "VALID": return ([Int](repeating: 0, count: n), [Int](repeating: 0, count: n))
-    case "SAME_UPPER", "SAME_LOWER":
-        var begin = [Int](), end = [Int]()
-        for i in 0..<n {
-            let output = (input[i] + strides[i] - 1) / strides[i]
-            let total = max((output - 1) * strides[i] + (kernel[i] - 1) * dilations[i] + 1 - input[i], 0)
-            let small = total / 2
-            begin.append(autoPad == "SAME_UPPER" ? small : total - small)
-            end.append(total - begin[i])
-        }
-        return (begin, end)
-    default:
-        let pads = pads ?? [Int](repeating: 0, count: 2 * n)
-        guard pads.count == 2 * n, pads.allSatisfy({ $0 >= 0 }) else {
-            throw TensorError.invalidArgument(operation: operation, message: "pads \(pads) for \(n)-D input")
-        }
-        return (Array(pads[..<n]), Array(pads[n...]))
     }
 }

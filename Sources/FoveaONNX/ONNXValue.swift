@@ -38,13 +38,18 @@ public struct ONNXLimits: Sendable {
     public var totalBytes: Int
     /// Most nodes in the graph.
     public var nodes: Int
+    /// Most elements an operator that builds its output from shape values (Expand, Tile, Pad, Gather,
+    /// ConstantOfShape, Reshape) may make when the graph runs: a hostile shape is an error, not an allocation that
+    /// exhausts memory.
+    public var elements: Int
 
-    /// Limits for models up to a few GB (ONNX's own protobuf limit is 2 GB per file).
+    /// Limits for models up to a few GB (ONNX's own protobuf limit is 2 GB per file); 2²⁷ elements per built tensor.
     public static let standard = ONNXLimits(fileBytes: 2 << 30, tensorBytes: 2 << 30, totalBytes: 8 << 30, nodes: 1_000_000)
 
     /// Creates limits.
-    public init(fileBytes: Int, tensorBytes: Int, totalBytes: Int, nodes: Int) {
+    public init(fileBytes: Int, tensorBytes: Int, totalBytes: Int, nodes: Int, elements: Int = 1 << 27) {
         (self.fileBytes, self.tensorBytes, self.totalBytes, self.nodes) = (fileBytes, tensorBytes, totalBytes, nodes)
+        self.elements = elements
     }
 }
 
@@ -195,14 +200,7 @@ extension ONNXValue {
     /// Decodes one serialized TensorProto (the `input_0.pb` / `output_0.pb` files of ONNX's test cases); `path` names
     /// it in messages. Float32 and integer tensors only.
     public static func decodeTensor(_ bytes: [UInt8], path: String, limits: ONNXLimits = .standard) throws -> ONNXValue {
-        var options = BinaryDecodingOptions()
-        options.messageDepthLimit = 8
-        let proto: Onnx_TensorProto
-        do {
-            proto = try Onnx_TensorProto(serializedBytes: bytes, options: options)
-        } catch {
-            throw ONNXError.malformed(path: path, reason: "\(error)")
-        }
+        let proto: Onnx_TensorProto = try decodeMessage(bytes, path: path, depth: 8)
         var decoder = TensorDecoder(path: path, limits: limits, folder: nil)
         return try decoder.decode(proto)
     }

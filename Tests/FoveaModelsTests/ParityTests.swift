@@ -27,16 +27,8 @@ struct ParityTests {
         let model = try ModelZoo.make(name, classCount: 1000, inputChannels: 3)
         try ModelFile.loadWeights(into: model, from: weights)
         model.eval()
-        let tensors = try SafeTensors.read(path: io).entries
-        let input = try #require(tensors["input"]), reference = try #require(tensors["logits"])
-        let logits = try Autodiff.withoutRecording { try model(Tensor(shape: input.shape, values: input.values)) }
-        #expect(logits.shape == reference.shape)
-        let values = try logits.toArray()
-        // Error relative to the largest reference logit: elementwise ratios blow up near zero.
-        let scale = reference.values.map(abs).max() ?? 1
-        let worst = zip(values, reference.values).map { abs($0 - $1) }.max() ?? .infinity
-        let relative = worst / max(scale, .leastNormalMagnitude)
-        print("parity \(name): max |Δ| \(worst), max |reference| \(scale), relative \(relative)")
+        let relative = try compareWithReference(model, io: io)
+        print("parity \(name): relative \(relative)")
         #expect(relative < 1e-4, "\(name): relative error \(relative)")
     }
 
@@ -50,11 +42,7 @@ struct ParityTests {
             return
         }
         let model = try ONNXModel(contentsOf: path)
-        let tensors = try SafeTensors.read(path: io).entries
-        let input = try #require(tensors["input"]), reference = try #require(tensors["logits"])
-        let logits = try Autodiff.withoutRecording { try model(Tensor(shape: input.shape, values: input.values)) }
-        #expect(logits.shape == reference.shape)
-        let relative = relativeDifference(try logits.toArray(), reference.values)
+        let relative = try compareWithReference(model, io: io)
         print("ONNX import parity \(name): relative \(relative) (\(model.graph.producer), opset \(model.graph.opset))")
         #expect(relative < 1e-4, "\(name): relative error \(relative)")
     }
@@ -88,6 +76,16 @@ struct ParityTests {
             #expect(process.terminationStatus == 0, "\(name)\(fold ? " (folded)" : ""): ONNX Runtime parity failed (see its output)")
         }
     }
+}
+
+/// The model's logits on the "input" of `io` against its "logits": the largest difference relative to the largest
+/// |reference logit|.
+func compareWithReference(_ model: Layer, io: String) throws -> Float {
+    let tensors = try SafeTensors.read(path: io).entries
+    let input = try #require(tensors["input"]), reference = try #require(tensors["logits"])
+    let logits = try Autodiff.withoutRecording { try model(Tensor(shape: input.shape, values: input.values)) }
+    #expect(logits.shape == reference.shape)
+    return relativeDifference(try logits.toArray(), reference.values)
 }
 
 /// Largest elementwise difference relative to the largest |reference| (elementwise ratios blow up near zero).

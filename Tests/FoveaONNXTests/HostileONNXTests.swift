@@ -187,6 +187,45 @@ struct HostileONNXTests {
         #expect(Self.importError(try Self.bytes(model)).map { "\($0)".contains("domain 'com.example'") } == true)
     }
 
+    /// Found by the fuzzer: an Add with one input indexed past its inputs. Every operator's input count is checked.
+    @Test func operatorsWithTooFewInputsOrNoOutput() throws {
+        for (op, inputs) in [("Add", ["c"]), ("Conv", ["x"]), ("BatchNormalization", ["c", "b"]), ("Gemm", ["c"]),
+                             ("Relu", ["c", "c"]), ("Concat", [String]())] {
+            var model = Self.validModel()
+            model.graph.node[1] = Self.node(op, inputs, ["y"], name: "short")
+            let error = Self.importError(try Self.bytes(model))
+            #expect(error.map { "\($0)".contains("'short'") && "\($0)".contains("inputs, the node has \(inputs.count)") } == true,
+                    "\(op) with \(inputs.count) inputs: \(String(describing: error))")
+        }
+        var model = Self.validModel()
+        model.graph.node[1] = Self.node("Relu", ["c"], [], name: "silent")
+        #expect(Self.importError(try Self.bytes(model)).map { "\($0)".contains("'silent'") && "\($0)".contains("no output") } == true)
+        model.graph.node[1] = Self.node("Relu", ["c"], ["", "y"], name: "hollow")
+        #expect(Self.importError(try Self.bytes(model)).map { "\($0)".contains("'hollow'") && "\($0)".contains("first output") } == true)
+        model = Self.validModel()
+        model.graph.node[1] = Self.node("Dropout", ["c"], ["y"], name: "bad", [attribute("ratio", float: 2)])
+        model.opsetImport[0].version = 10
+        #expect(Self.importError(try Self.bytes(model)).map { "\($0)".contains("'bad'") } == true)
+    }
+
+    /// Found by the fuzzer: Gather (and every operator with an axis) on a 0-D tensor read past its shape.
+    @Test func axesOfScalarsAreErrors() throws {
+        var model = Self.validModel()
+        var scalar = Onnx_TensorProto()
+        (scalar.name, scalar.dataType, scalar.dims, scalar.floatData) = ("s", 1, [], [2])
+        var index = Onnx_TensorProto()
+        (index.name, index.dataType, index.dims, index.int64Data) = ("i", 7, [], [0])
+        model.graph.initializer += [scalar, index]
+        for (op, inputs, attributes) in [("Gather", ["s", "i"], [Onnx_AttributeProto]()), ("Concat", ["s", "s"], [attribute("axis", int: 0)]),
+                                         ("Softmax", ["s"], [])] {
+            model.graph.node = [Self.node(op, inputs, ["y"], name: "scalar", attributes)]
+            let imported = try ONNXModel(graph: ONNXGraph(bytes: try Self.bytes(model), path: "scalar.onnx"))
+            #expect(throws: ONNXError.self, "\(op) of a scalar") {
+                try imported.run(["x": .float(Tensor(repeating: 1, shape: [1, 2, 4, 4]))])
+            }
+        }
+    }
+
     @Test func aWrongInputShapeIsAnErrorAtRunTime() throws {
         let model = try ONNXModel(graph: ONNXGraph(bytes: try Self.bytes(Self.validModel()), path: "valid.onnx"))
         #expect(throws: ONNXError.self) { try model(Tensor(repeating: 1, shape: [1, 5, 4, 4])) }
@@ -214,7 +253,7 @@ struct HostileONNXTests {
                     default: bytes[at] = [0x00, 0x7F, 0x80, 0xFF][Int(generator.next() % 4)]
                     }
                 }
-                let limits = ONNXLimits(fileBytes: 1 << 20, tensorBytes: 16 << 20, totalBytes: 64 << 20, nodes: 1000)
+                let limits = ONNXLimits(fileBytes: 1 << 20, tensorBytes: 16 << 20, totalBytes: 64 << 20, nodes: 1000, elements: 1 << 20)
                 guard let graph = try? ONNXGraph(bytes: bytes, path: name, limits: limits), let model = try? ONNXModel(graph: graph) else {
                     refused += 1
                     continue
