@@ -18,16 +18,8 @@ struct ParityTests {
 
     @Test("eval-mode logits agree with torchvision within relative error 1e-4", arguments: models)
     func logits(_ name: String) throws {
-        let directory = try #require(parityDirectory)
-        let weights = "\(directory)/\(name).safetensors", io = "\(directory)/\(name).io.safetensors"
-        guard FileManager.default.fileExists(atPath: weights), FileManager.default.fileExists(atPath: io) else {
-            print("parity \(name): no export in \(directory), skipped")
-            return
-        }
-        let model = try ModelZoo.make(name, classCount: 1000, inputChannels: 3)
-        try ModelFile.loadWeights(into: model, from: weights)
-        model.eval()
-        let relative = try compareWithReference(model, io: io)
+        guard let files = try parityFiles(name, ["safetensors", "io.safetensors"]) else { return }
+        let relative = try compareWithReference(try torchvisionModel(name, weights: files[0]), io: files[1])
         print("parity \(name): relative \(relative)")
         #expect(relative < 1e-4, "\(name): relative error \(relative)")
     }
@@ -35,14 +27,9 @@ struct ParityTests {
     /// `torch.onnx.export`'s graph of the same model (opset 17), imported, against torchvision's logits.
     @Test("torch.onnx.export's graph, imported, gives torchvision's logits within relative error 1e-4", arguments: models)
     func onnxImport(_ name: String) throws {
-        let directory = try #require(parityDirectory)
-        let path = "\(directory)/\(name).onnx", io = "\(directory)/\(name).io.safetensors"
-        guard FileManager.default.fileExists(atPath: path), FileManager.default.fileExists(atPath: io) else {
-            print("ONNX import parity \(name): no \(path), skipped")
-            return
-        }
-        let model = try ONNXModel(contentsOf: path)
-        let relative = try compareWithReference(model, io: io)
+        guard let files = try parityFiles(name, ["onnx", "io.safetensors"]) else { return }
+        let model = try ONNXModel(contentsOf: files[0])
+        let relative = try compareWithReference(model, io: files[1])
         print("ONNX import parity \(name): relative \(relative) (\(model.graph.producer), opset \(model.graph.opset))")
         #expect(relative < 1e-4, "\(name): relative error \(relative)")
     }
@@ -51,13 +38,10 @@ struct ParityTests {
     /// with `FOVEA_PARITY_PYTHON`, default python3), against Fovea's own logits; once as is, once with batch norms folded.
     @Test("exported ONNX passes onnx.checker and ONNX Runtime gives Fovea's logits within 1e-4", arguments: models)
     func onnxExport(_ name: String) throws {
+        guard let files = try parityFiles(name, ["safetensors", "io.safetensors"]) else { return }
         let directory = try #require(parityDirectory)
-        let weights = "\(directory)/\(name).safetensors", io = "\(directory)/\(name).io.safetensors"
-        guard FileManager.default.fileExists(atPath: weights), FileManager.default.fileExists(atPath: io) else { return }
-        let model = try ModelZoo.make(name, classCount: 1000, inputChannels: 3)
-        try ModelFile.loadWeights(into: model, from: weights)
-        model.eval()
-        let input = try #require(try SafeTensors.read(path: io).entries["input"])
+        let model = try torchvisionModel(name, weights: files[0])
+        let input = try #require(try SafeTensors.read(path: files[1]).entries["input"])
         let logits = try Autodiff.withoutRecording { try model(Tensor(shape: input.shape, values: input.values)) }
         let foveaIO = "\(directory)/\(name).fovea-io.safetensors"
         try SafeTensors.write([input, SafeTensors.Entry(name: "logits", shape: logits.shape, values: try logits.toArray())],
@@ -76,6 +60,25 @@ struct ParityTests {
             #expect(process.terminationStatus == 0, "\(name)\(fold ? " (folded)" : ""): ONNX Runtime parity failed (see its output)")
         }
     }
+}
+
+/// The files `name.SUFFIX` of the parity folder, or nil (and a line saying it is skipped) when one is absent.
+func parityFiles(_ name: String, _ suffixes: [String]) throws -> [String]? {
+    let directory = try #require(parityDirectory)
+    let paths = suffixes.map { "\(directory)/\(name).\($0)" }
+    if let missing = paths.first(where: { !FileManager.default.fileExists(atPath: $0) }) {
+        print("parity \(name): no \(missing), skipped")
+        return nil
+    }
+    return paths
+}
+
+/// The zoo's `name` with torchvision's exported weights, in evaluation mode.
+func torchvisionModel(_ name: String, weights: String) throws -> Layer {
+    let model = try ModelZoo.make(name, classCount: 1000, inputChannels: 3)
+    try ModelFile.loadWeights(into: model, from: weights)
+    model.eval()
+    return model
 }
 
 /// The model's logits on the "input" of `io` against its "logits": the largest difference relative to the largest
