@@ -46,11 +46,11 @@ public enum ONNXExporter {
         model.eval()
         defer { if wasTraining { model.train() } }
         var builder = GraphBuilder(options: options)
-        for (name, tensor) in model.stateEntries() { builder.register(tensor, name: name, kind: .state) }
+        for (name, tensor) in model.stateEntries() { builder.register(tensor, name: name) }
         for (path, layer) in model.namedLayers() {
             for child in Mirror(reflecting: layer).children {
                 guard let label = child.label, let tensor = child.value as? Tensor else { continue }
-                builder.register(tensor, name: (path.isEmpty ? "" : path + ".") + label, kind: .constant)
+                builder.register(tensor, name: (path.isEmpty ? "" : path + ".") + label)
             }
         }
         // One image with varied values, so that no operation sees only zeros.
@@ -65,7 +65,6 @@ public enum ONNXExporter {
 
 /// Assembles nodes and initializers from trace records.
 struct GraphBuilder {
-    enum Kind { case state, constant }
     let options: ONNXExportOptions
     /// Names of the tensors seen so far.
     var names: [TraceIdentity: String] = [:]
@@ -78,7 +77,8 @@ struct GraphBuilder {
 
     init(options: ONNXExportOptions) { self.options = options }
 
-    mutating func register(_ tensor: Tensor, name: String, kind: Kind) {
+    /// Makes `tensor` (a parameter, buffer or constant of the model) known as `name`, written as an initializer if read.
+    mutating func register(_ tensor: Tensor, name: String) {
         let identity = tensor.traceIdentity
         if pending[identity] == nil && names[identity] == nil { pending[identity] = (name, tensor) }
     }
@@ -214,7 +214,7 @@ struct GraphBuilder {
                 // Each window is one input pixel: every pixel repeated (size/h)×(size/w) times, by reshape and expand.
                 let c = record.inputs[0].shape[1], (kh, kw) = (size[0] / h, size[1] / w)
                 let split = node("Reshape", [inputs[0], integerConstant([0, Int64(c), Int64(h), 1, Int64(w), 1], stem: "shape")])
-                let spread = node("Expand", [split, integerConstant([1, Int64(c), Int64(h), Int64(kh), Int64(w), Int64(kw)].map { $0 }, stem: "shape")])
+                let spread = node("Expand", [split, integerConstant([1, Int64(c), Int64(h), Int64(kh), Int64(w), Int64(kw)], stem: "shape")])
                 output = node("Reshape", [spread, integerConstant([0, Int64(c), Int64(size[0]), Int64(size[1])], stem: "shape")])
             } else {
                 throw ONNXError.export(message: "adaptive average pooling of \(h)×\(w) to \(size) has windows of unequal size, "
@@ -272,7 +272,8 @@ struct GraphBuilder {
         graph.input = [valueInfo("input", [batch] + inputShape.map(fixed))]
         graph.output = [valueInfo("logits", [batch] + output.shape.dropFirst().map(fixed))]
         var model = Onnx_ModelProto()
-        model.irVersion = options.opset >= 18 ? 8 : (options.opset >= 15 ? 8 : 7)
+        // IR version 8 came with opset 15; opsets 11–14 go with IR 7.
+        model.irVersion = options.opset >= 15 ? 8 : 7
         model.producerName = "fovea"
         model.producerVersion = "1"
         var opset = Onnx_OperatorSetIdProto()

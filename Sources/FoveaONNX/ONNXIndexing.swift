@@ -16,9 +16,7 @@ enum Indexing {
         guard permutation.count == shape.count, Set(permutation) == Set(0..<shape.count) else {
             throw TensorError.invalidArgument(operation: "Transpose", message: "perm \(permutation) for shape \(shape)")
         }
-        let outputShape = permutation.map { shape[$0] }
-        let strides = rowMajorStrides(shape)
-        return (outputShape, walk(outputShape) { index in zip(index, permutation).reduce(0) { $0 + $1.0 * strides[$1.1] } })
+        return try transposeSources(shape, permutation)
     }
 
     /// Pads: `begin[i]` and `end[i]` elements before and after axis i (negative crops). Modes: constant, edge, reflect.
@@ -138,11 +136,7 @@ enum Indexing {
             throw TensorError.incompatibleShapes(operation: "Expand", shape, target)
         }
         _ = try checkedCount(outputShape, "Expand")
-        let strides = rowMajorStrides(shape)
-        let offset = outputShape.count - shape.count
-        return (outputShape, walk(outputShape) { index in
-            (0..<shape.count).reduce(0) { $0 + (shape[$1] == 1 ? 0 : index[$1 + offset]) * strides[$1] }
-        })
+        return (outputShape, broadcastSources(shape, to: outputShape))
     }
 
     /// Where part `shape` lands in a concatenation along `axis` at `offset`, seen from the output of `outputShape`.

@@ -119,6 +119,19 @@ public final class ONNXModel: ModeDependentLayer {
         }
     }
 
+    /// The (C, H, W) of the graph's first input when its declared shape is 4-D with those three fixed (the batch may be
+    /// symbolic): the image size of a classifier; nil otherwise.
+    public var imageShape: [Int]? {
+        guard let shape = graph.inputs.first?.shape, shape.count == 4 else { return nil }
+        let fixed = shape[1...].compactMap { $0 }
+        return fixed.count == 3 ? fixed : nil
+    }
+
+    /// The shape of the first output for one image of `image` (C, H, W) of zeros, run without the tape.
+    public func outputShape(forImage image: [Int]) throws -> [Int] {
+        try Autodiff.withoutRecording { try self(Tensor.zeros([1] + image)) }.shape
+    }
+
     /// The first output for a single float input: the `Layer` view (logits of an image classifier).
     public func callAsFunction(_ x: Tensor) throws -> Tensor {
         guard let input = graph.inputs.first, graph.inputs.count == 1 else {

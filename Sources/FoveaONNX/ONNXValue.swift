@@ -204,9 +204,4 @@ extension ONNXValue {
         var decoder = TensorDecoder(path: path, limits: limits, folder: nil)
         return try decoder.decode(proto)
     }
-
-    /// Name stored in a serialized TensorProto (test cases name the graph input it feeds), or nil.
-    public static func tensorName(_ bytes: [UInt8]) -> String? {
-        (try? Onnx_TensorProto(serializedBytes: bytes)).flatMap { $0.name.isEmpty ? nil : $0.name }
-    }
 }

@@ -63,10 +63,12 @@ public final class OperationTrace {
         return (result, trace)
     }
 
-    /// Records `operation` when a trace is active (a no-op otherwise).
-    static func record(_ operation: TracedOperation, _ inputs: [Tensor?], _ output: Tensor) {
+    /// Records `operation` when a trace is active. Every op calls this on every run, so without a trace it only looks
+    /// at the thread's key: the operation and the input list are built only when they are recorded.
+    static func record(_ operation: @autoclosure () -> TracedOperation, _ inputs: @autoclosure () -> [Tensor?],
+                       _ output: Tensor) {
         guard let trace = current else { return }
-        trace.records.append(Record(operation: operation, inputs: inputs.compactMap { $0 }, output: output))
+        trace.records.append(Record(operation: operation(), inputs: inputs().compactMap { $0 }, output: output))
     }
 }
 

@@ -35,18 +35,17 @@ extension ModelFile {
         } else if FileManager.default.fileExists(atPath: sidecarPath(for: path)) {
             sidecar = try readSidecar(for: path, requiringZooArchitecture: false)
         } else {
-            guard let input = model.graph.inputs.first, let shape = input.shape, shape.count == 4,
-                  let channels = shape[1], let height = shape[2], let width = shape[3] else {
+            guard let image = model.imageShape else {
                 throw TrainingError.badModelFile(path: path, reason:
                     "no sidecar (metadata \(onnxSidecarKey) or \(sidecarPath(for: path))) and the graph's input is not a fixed (N, C, H, W)")
             }
-            let probe = try Autodiff.withoutRecording { try model(Tensor.zeros([1, channels, height, width])) }
-            guard probe.shape.count == 2 else {
-                throw TrainingError.badModelFile(path: path, reason: "the graph's output has shape \(probe.shape), not (N, classes)")
+            let output = try model.outputShape(forImage: image)
+            guard output.count == 2 else {
+                throw TrainingError.badModelFile(path: path, reason: "the graph's output has shape \(output), not (N, classes)")
             }
-            sidecar = ModelSidecar(architecture: "onnx", classes: (0..<probe.shape[1]).map(String.init),
-                                   inputShape: [channels, height, width], dataset: "unknown", mean: [0], std: [1])
-            warn("\(path) has no sidecar: classes are named 0…\(probe.shape[1] - 1) and pixels are scaled to [0, 1] without normalisation")
+            sidecar = ModelSidecar(architecture: "onnx", classes: (0..<output[1]).map(String.init),
+                                   inputShape: image, dataset: "unknown", mean: [0], std: [1])
+            warn("\(path) has no sidecar: classes are named 0…\(output[1] - 1) and pixels are scaled to [0, 1] without normalisation")
         }
         try sidecar.validate(path: path, requiringZooArchitecture: false)
         return (model, sidecar)

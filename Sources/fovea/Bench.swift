@@ -82,13 +82,12 @@ struct Bench: ParsableCommand {
             if !onnxFiles.isEmpty {
                 for path in onnxFiles {
                     let model = try ONNXModel(contentsOf: path)
-                    guard let shape = model.graph.inputs.first?.shape, shape.count == 4, let c = shape[1], let h = shape[2],
-                          let w = shape[3] else {
+                    guard let image = model.imageShape else {
                         throw TrainingError.badModelFile(path: path, reason: "the graph's input is not (N, C, H, W) with fixed C, H and W")
                     }
-                    let probe = try Autodiff.withoutRecording { try model(Tensor.zeros([1, c, h, w])) }
+                    let classes = try model.outputShape(forImage: image).last ?? 1
                     let name = ((path as NSString).lastPathComponent as NSString).deletingPathExtension
-                    try measure(Workload(name: name, model: "onnx", classes: probe.shape.last ?? 1, input: [c, h, w],
+                    try measure(Workload(name: name, model: "onnx", classes: classes, input: image,
                                          trainBatch: batchSize ?? 8, inferenceBatch: batchSize ?? 8), prebuilt: model)
                 }
                 return

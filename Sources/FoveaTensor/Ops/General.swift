@@ -211,17 +211,32 @@ public func rowMajorStrides(_ shape: [Int]) -> [Int] {
     return strides
 }
 
+/// The transposed shape (axis i is input axis `permutation[i]`) and, per element of it, the row-major position of the
+/// input element it copies: `remap`'s arguments for a transpose, for tensors of any element type.
+public func transposeSources(_ shape: [Int], _ permutation: [Int]) throws -> ([Int], [Int]) {
+    guard permutation.count == shape.count, Set(permutation) == Set(0..<shape.count) else {
+        throw TensorError.invalidArgument(operation: "transpose", message: "permutation \(permutation) of \(shape.count) axes")
+    }
+    let outputShape = permutation.map { shape[$0] }
+    let inputStrides = rowMajorStrides(shape)
+    let strides = permutation.map { inputStrides[$0] }
+    var sources = [Int](repeating: 0, count: shape.reduce(1, *))
+    forEachBroadcast(outputShape, strides, strides) { output, offset, _ in sources[output] = offset }
+    return (outputShape, sources)
+}
+
+/// Per element of `target` (a shape `shape` broadcasts to), the row-major position of the element of `shape` it copies.
+public func broadcastSources(_ shape: [Int], to target: [Int]) -> [Int] {
+    let strides = broadcastStrides(shape, to: target)
+    var sources = [Int](repeating: 0, count: target.reduce(1, *))
+    forEachBroadcast(target, strides, strides) { output, offset, _ in sources[output] = offset }
+    return sources
+}
+
 extension Tensor {
     /// The axes reordered: result axis i is input axis `permutation[i]`. Differentiable.
     public func transposed(_ permutation: [Int]) throws -> Tensor {
-        guard permutation.count == shape.count, Set(permutation) == Set(0..<shape.count) else {
-            throw TensorError.invalidArgument(operation: "transpose", message: "permutation \(permutation) of \(shape.count) axes")
-        }
-        let outputShape = permutation.map { shape[$0] }
-        let inputStrides = rowMajorStrides(shape)
-        let strides = permutation.map { inputStrides[$0] }
-        var sources = [Int](repeating: 0, count: count)
-        forEachBroadcast(outputShape, strides, strides) { output, offset, _ in sources[output] = offset }
+        let (outputShape, sources) = try transposeSources(shape, permutation)
         return try remap(self, to: outputShape, sources: sources, name: "transpose")
     }
 }
@@ -339,10 +354,7 @@ public func expanded(_ x: Tensor, to shape: [Int]) throws -> Tensor {
     guard broadcastShape(x.shape, shape) == shape else {
         throw TensorError.incompatibleShapes(operation: "expand", x.shape, shape)
     }
-    let strides = broadcastStrides(x.shape, to: shape)
-    var sources = [Int](repeating: 0, count: shape.reduce(1, *))
-    forEachBroadcast(shape, strides, strides) { output, offset, _ in sources[output] = offset }
-    return try remap(x, to: shape, sources: sources, name: "expand")
+    return try remap(x, to: shape, sources: broadcastSources(x.shape, to: shape), name: "expand")
 }
 
 /// (B, M, K) · (B, K, N) → (B, M, N) over plain storage, with its gradient.
