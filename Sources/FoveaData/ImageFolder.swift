@@ -19,7 +19,7 @@ public struct ImageFolder: Sendable {
         ImageFolder(root: root, classNames: classNames, samples: Array(samples.prefix(count)))
     }
 
-    private init(root: String, classNames: [String], samples: [(path: String, label: Int32)]) {
+    init(root: String, classNames: [String], samples: [(path: String, label: Int32)]) {
         (self.root, self.classNames, self.samples) = (root, classNames, samples)
     }
 

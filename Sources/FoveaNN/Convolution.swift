@@ -59,6 +59,18 @@ public final class Conv2D: ModeDependentLayer {
 public final class Linear: Layer {
     public let weight: Parameter
     public let bias: Parameter?
+    /// Where `features(of:)` collects the (N, in) input of one linear layer (the classifier head) while it runs the
+    /// model: task-local rather than a stored property, so reflection over the layer (state dicts) never meets it.
+    public final class InputCapture: @unchecked Sendable {
+        /// The layer whose input is kept.
+        public let layer: ObjectIdentifier
+        /// Its input on the latest call.
+        public var input: Tensor?
+        /// Captures the input of `layer`.
+        public init(_ layer: Linear) { self.layer = ObjectIdentifier(layer) }
+    }
+    /// The capture in effect, if any (see `InputCapture`).
+    @TaskLocal public static var capture: InputCapture?
 
     /// Creates a linear layer with PyTorch's default initialisation unless `initializer` says otherwise.
     public init(_ inputFeatures: Int, _ outputFeatures: Int, bias: Bool = true, initializer: Initializer = .pytorchDefault) throws {
@@ -70,7 +82,9 @@ public final class Linear: Layer {
     }
 
     public func callAsFunction(_ x: Tensor) throws -> Tensor {
-        try linear(x.shape.count == 2 ? x : x.flattened(), weight: weight.tracked, bias: bias?.tracked,
+        let x = x.shape.count == 2 ? x : try x.flattened()
+        if let capture = Linear.capture, capture.layer == ObjectIdentifier(self) { capture.input = x }
+        return try linear(x, weight: weight.tracked, bias: bias?.tracked,
                    name: "Linear(\(weight.value.shape[1])→\(weight.value.shape[0]))")
     }
 }

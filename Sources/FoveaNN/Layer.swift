@@ -128,12 +128,17 @@ public final class Parameter {
     /// Gradient accumulated by `backward()` since the last `zeroGrad()`; `nil` when none.
     public var grad: Tensor?
 
+    /// A frozen parameter is used as a constant: it joins no tape, so it receives no gradient, and the optimizers
+    /// (which skip parameters without a gradient) keep no state for it and do not change it.
+    public var isFrozen = false
+
     /// Wraps an initial value.
     public init(_ value: Tensor) { self.value = value }
 
-    /// The value as a tape leaf: gradients that reach it are added into `grad`.
+    /// The value as a tape leaf: gradients that reach it are added into `grad`. A frozen parameter's plain value.
     public var tracked: Tensor {
-        value.trackingGradient { [unowned self] gradient in
+        if isFrozen { return value }
+        return value.trackingGradient { [unowned self] gradient in
             let plain = try gradient.reordered(to: .plain)
             if let existing = grad { grad = try existing + plain } else { grad = plain }
         }

@@ -12,10 +12,14 @@ public final class Adam: Optimizer {
     /// True for AdamW's decoupled weight decay.
     public let decoupled: Bool
     public let decayMask: [Bool]
-    /// Number of updates made (t in the bias corrections).
+    /// Number of `step()` calls made.
     public private(set) var stepCount = 0
+    /// Per parameter: the updates it received (t in its bias corrections, as PyTorch keeps it per parameter), so a
+    /// parameter unfrozen late starts its corrections at one.
+    public private(set) var parameterSteps: [Int]
     /// First and second moment estimates, one pair per parameter.
     public private(set) var moments: [(first: Tensor, second: Tensor)?]
+    public var learningRateScales: [Float]
 
     /// Creates Adam (`decoupled == false`) or AdamW (`decoupled == true`).
     public init(parameters: [Parameter], learningRate: Float = 1e-3, beta1: Float = 0.9, beta2: Float = 0.999,
@@ -30,11 +34,15 @@ public final class Adam: Optimizer {
         (self.weightDecay, self.decoupled) = (weightDecay, decoupled)
         decayMask = weightDecayPolicy.mask(for: parameters)
         moments = Array(repeating: nil, count: parameters.count)
+        parameterSteps = Array(repeating: 0, count: parameters.count)
+        learningRateScales = Array(repeating: 1, count: parameters.count)
     }
 
     public func state() -> OptimizerState {
-        OptimizerState(tensors: OptimizerState.collect(["first": moments.map { $0?.first }, "second": moments.map { $0?.second }]),
-                       counters: ["step": stepCount])
+        var counters = ["step": stepCount]
+        for (index, steps) in parameterSteps.enumerated() where steps > 0 { counters["step.\(index)"] = steps }
+        return OptimizerState(tensors: OptimizerState.collect(["first": moments.map { $0?.first }, "second": moments.map { $0?.second }]),
+                              counters: counters)
     }
 
     public func restore(_ state: OptimizerState) throws {
@@ -45,14 +53,20 @@ public final class Adam: Optimizer {
             return (first, second)
         }
         stepCount = state.counters["step"] ?? 0
+        // Checkpoints from before per-parameter counts: every parameter with moments took every step.
+        parameterSteps = moments.indices.map { index in
+            moments[index] == nil ? 0 : state.counters["step.\(index)"] ?? stepCount
+        }
     }
 
     public func step() throws {
         stepCount += 1
-        let correction1 = 1 - powf(beta1, Float(stepCount)), correction2 = 1 - powf(beta2, Float(stepCount))
         for (index, parameter) in parameters.enumerated() {
             guard let grad = parameter.grad else { continue }
             defer { parameter.markModified() }
+            parameterSteps[index] += 1
+            let t = Float(parameterSteps[index])
+            let correction1 = 1 - powf(beta1, t), correction2 = 1 - powf(beta2, t)
             let gradient = try grad.reordered(to: .plain)
             if moments[index] == nil {
                 moments[index] = (Tensor.zeros(parameter.value.shape), Tensor.zeros(parameter.value.shape))
@@ -61,7 +75,7 @@ public final class Adam: Optimizer {
             let (w, g, m, v) = (parameter.value.storage.pointer, gradient.storage.pointer, first.storage.pointer,
                                 second.storage.pointer)
             let decay = decayMask[index] ? weightDecay : 0
-            let (lr, b1, b2, eps) = (learningRate, beta1, beta2, epsilon)
+            let (lr, b1, b2, eps) = (learningRate * learningRateScales[index], beta1, beta2, epsilon)
             for i in 0..<parameter.value.count {
                 var d = g[i]
                 if decoupled { w[i] -= lr * decay * w[i] } else { d += decay * w[i] }
@@ -85,6 +99,7 @@ public final class RMSprop: Optimizer {
     public let decayMask: [Bool]
     /// Square averages and momentum buffers, one pair per parameter.
     public private(set) var slots: [(squareAverage: Tensor, momentum: Tensor)?]
+    public var learningRateScales: [Float]
 
     /// Creates the optimizer.
     public init(parameters: [Parameter], learningRate: Float = 1e-2, alpha: Float = 0.99, epsilon: Float = 1e-8,
@@ -99,6 +114,7 @@ public final class RMSprop: Optimizer {
         (self.weightDecay, self.tensorFlowStyle) = (weightDecay, tensorFlowStyle)
         decayMask = weightDecayPolicy.mask(for: parameters)
         slots = Array(repeating: nil, count: parameters.count)
+        learningRateScales = Array(repeating: 1, count: parameters.count)
     }
 
     public func state() -> OptimizerState {
@@ -128,7 +144,7 @@ public final class RMSprop: Optimizer {
             let (w, g, v, b) = (parameter.value.storage.pointer, gradient.storage.pointer, square.storage.pointer,
                                 buffer.storage.pointer)
             let decay = decayMask[index] ? weightDecay : 0
-            let (lr, a, eps, mu, inside) = (learningRate, alpha, epsilon, momentum, tensorFlowStyle)
+            let (lr, a, eps, mu, inside) = (learningRate * learningRateScales[index], alpha, epsilon, momentum, tensorFlowStyle)
             for i in 0..<parameter.value.count {
                 let d = g[i] + decay * w[i]
                 v[i] = a * v[i] + (1 - a) * d * d

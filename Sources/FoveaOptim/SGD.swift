@@ -7,6 +7,9 @@ public protocol Optimizer: AnyObject {
     var parameters: [Parameter] { get }
     /// The learning rate used by the next `step()`.
     var learningRate: Float { get set }
+    /// Per parameter (in `parameters` order): the factor its learning rate is multiplied by — parameter groups with
+    /// their own rates, as a fine-tuned head's higher or a discriminatively lowered stage's. All 1 by default.
+    var learningRateScales: [Float] { get set }
     /// Applies one update to every parameter that has a gradient.
     func step() throws
     /// Internal state (moment buffers by name, e.g. `momentum.3`, and counters) for checkpoints.
@@ -46,6 +49,15 @@ public struct OptimizerState {
 extension Optimizer {
     /// Clears all gradients.
     public func zeroGrad() { for parameter in parameters { parameter.grad = nil } }
+
+    /// Sets the learning-rate factor of `group` (the parameters of a head or a stage) to `scale`; parameters of the
+    /// group this optimizer does not update are ignored.
+    public func setLearningRateScale(_ scale: Float, for group: [Parameter]) {
+        let members = Set(group.map(ObjectIdentifier.init))
+        for (index, parameter) in parameters.enumerated() where members.contains(ObjectIdentifier(parameter)) {
+            learningRateScales[index] = scale
+        }
+    }
 }
 
 /// Which parameters receive weight decay: all, or all but biases and normalisation scales/shifts
@@ -75,6 +87,7 @@ public final class SGD: Optimizer {
     public let decayMask: [Bool]
     /// Momentum buffers, one per parameter (nil until its first update).
     public private(set) var momentumBuffers: [Tensor?]
+    public var learningRateScales: [Float]
 
     /// Creates the optimizer over `parameters`.
     public init(parameters: [Parameter], learningRate: Float, momentum: Float = 0, weightDecay: Float = 0,
@@ -90,6 +103,7 @@ public final class SGD: Optimizer {
         self.nesterov = nesterov
         decayMask = weightDecayPolicy.mask(for: parameters)
         momentumBuffers = Array(repeating: nil, count: parameters.count)
+        learningRateScales = Array(repeating: 1, count: parameters.count)
     }
 
     public func state() -> OptimizerState { OptimizerState(tensors: OptimizerState.collect(["momentum": momentumBuffers])) }
@@ -105,7 +119,7 @@ public final class SGD: Optimizer {
             let gradient = try grad.reordered(to: .plain)
             let count = parameter.value.count
             let w = parameter.value.storage.pointer, g = gradient.storage.pointer
-            let (lr, mu, decay) = (learningRate, momentum, decayMask[index] ? weightDecay : 0)
+            let (lr, mu, decay) = (learningRate * learningRateScales[index], momentum, decayMask[index] ? weightDecay : 0)
             if mu == 0 {
                 for i in 0..<count { w[i] -= lr * (g[i] + decay * w[i]) }
                 continue

@@ -30,6 +30,12 @@ public struct ProgressReporter {
         FileHandle.standardError.write(Data(("\r\u{1B}[2K" + line).utf8))
     }
 
+    /// A line on standard error that `--quiet` keeps too: what a run did that a user must know (which weights it
+    /// loaded).
+    func announce(_ message: String) {
+        FileHandle.standardError.write(Data((message + "\n").utf8))
+    }
+
     func note(_ message: String) {
         guard !quiet else { return }
         FileHandle.standardError.write(Data((message + "\n").utf8))

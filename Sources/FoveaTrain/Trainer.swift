@@ -256,7 +256,9 @@ public func loadImages(_ info: DatasetInfo, directory: String, split: IDXDataset
 
 /// Trains a model from `TrainingOptions`: the loop of `trainStep`, per-epoch evaluation, metrics and files.
 public final class Trainer {
-    public let options: TrainingOptions
+    /// The run's options; a fresh run from `--init-from` weights records their normalisation here (`mean`, `std`), so
+    /// its checkpoints resume with it.
+    public private(set) var options: TrainingOptions
     /// Receives progress; defaults to a terminal-aware printer.
     public var progress: ProgressReporter
 
@@ -275,16 +277,57 @@ public final class Trainer {
         func load(_ split: IDXDataset.Split, _ limit: Int?) throws -> any LabeledImages {
             try loadImages(info, directory: directory, split: split, limit: limit)
         }
-        let train = try load(.train, options.limitTrain)
-        let test = try load(.test, options.limitTest)
+        var train = try load(.train, options.limitTrain)
+        var test = try load(.test, options.limitTest)
         if let names = (train as? CIFARDataset)?.classNames { info = info.renamingClasses(names) }
-        // Statistics of the full training split, so --limit-train does not change the preprocessing.
-        let statistics = try (options.limitTrain == nil ? train : load(.train, nil)).channelStatistics()
-        let mean = statistics.mean.map(Float.init), std = statistics.std.map { Float(max($0, 1e-6)) }
+        // Statistics of the full training split, so --limit-train and --classes do not change the preprocessing; the
+        // normalisation of --init-from weights when the run starts from them.
+        var (mean, std): ([Float], [Float])
+        if let given = try givenNormalization(channels: train.channels) {
+            (mean, std) = given
+        } else {
+            let statistics = try (options.limitTrain == nil ? train : load(.train, nil)).channelStatistics()
+            (mean, std) = (statistics.mean.map(Float.init), statistics.std.map { Float(max($0, 1e-6)) })
+        }
+        if options.classes != nil || options.limitPerClass != nil {
+            let selection = try classSelection(info.classNames)
+            if let selection { info = info.renamingClasses(selection.names) }
+            let trainSamples = try subset(train.labels, selection, limitPerClass: options.limitPerClass)
+            let testSamples = try subset(test.labels, selection, limitPerClass: nil)
+            train = LabeledImageSubset(train, samples: trainSamples, classCount: info.classCount)
+            test = LabeledImageSubset(test, samples: testSamples, classCount: info.classCount)
+        }
         var trainSet = ImageClassificationSet(images: train, info: info, mean: mean, std: std)
         trainSet.augmentations = options.augmentations
         trainSet.seed = options.seed
         return (trainSet, ImageClassificationSet(images: test, info: info, mean: mean, std: std))
+    }
+
+    /// The normalisation recorded in the options (from `--init-from` weights), checked against the images' channels.
+    func givenNormalization(channels: Int) throws -> ([Float], [Float])? {
+        guard let mean = options.mean, let std = options.std else { return nil }
+        guard [1, channels].contains(mean.count), [1, channels].contains(std.count) else {
+            throw TrainingError.invalidOption("the --init-from weights were trained on \(mean.count)-channel images "
+                                              + "(mean \(mean)); the dataset has \(channels) channels")
+        }
+        return (mean, std)
+    }
+
+    /// `--classes` resolved against the dataset's class names (nil without it); an unknown name is a usage error.
+    func classSelection(_ classNames: [String]) throws -> ClassSelection? {
+        guard let classes = options.classes else { return nil }
+        do { return try ClassSelection(classes, classNames: classNames) } catch {
+            throw TrainingError.invalidOption("\(error)")
+        }
+    }
+
+    /// The samples `--classes` and `--limit-per-class` keep of a split with `labels`.
+    func subset(_ labels: [Int32], _ selection: ClassSelection?, limitPerClass: Int?) throws -> [(index: Int, label: Int32)] {
+        let samples: [(index: Int, label: Int32)]
+        do { samples = try selectSamples(labels: labels, selection: selection, limitPerClass: limitPerClass, seed: options.seed) } catch {
+            throw TrainingError.invalidOption("\(error)")
+        }
+        return samples
     }
 
     /// ImageNet-style `train/` and `val/` folders (or `--val-dir`): random-resized crops and flips, then
@@ -294,15 +337,23 @@ public final class Trainer {
         guard let root = options.dataDirectory else {
             throw TrainingError.invalidOption("--dataset imagefolder needs --data-dir DIR with DIR/train and DIR/val")
         }
-        let train = try ImageFolder(root: (root as NSString).appendingPathComponent("train"))
-        let validation = try ImageFolder(root: options.validationDirectory ?? (root as NSString).appendingPathComponent("val"))
+        var train = try ImageFolder(root: (root as NSString).appendingPathComponent("train"))
+        var validation = try ImageFolder(root: options.validationDirectory ?? (root as NSString).appendingPathComponent("val"))
         guard train.classNames == validation.classNames else {
             throw DatasetError.unexpectedShape(path: validation.root, expected: "the classes of \(train.root): \(train.classNames)",
                                                found: [validation.classNames.count])
         }
+        train = options.limitTrain.map { train.prefix($0) } ?? train
+        validation = options.limitTest.map { validation.prefix($0) } ?? validation
+        if options.classes != nil || options.limitPerClass != nil {
+            let selection = try classSelection(train.classNames)
+            let names = selection?.names ?? train.classNames
+            train = train.subset(try subset(train.samples.map(\.label), selection, limitPerClass: options.limitPerClass), classNames: names)
+            validation = validation.subset(try subset(validation.samples.map(\.label), selection, limitPerClass: nil), classNames: names)
+        }
         let size = options.imageSize
         let info = DatasetInfo.imageFolder(classNames: train.classNames, size: size)
-        let (mean, std): ([Float], [Float]) = ([0.485, 0.456, 0.406], [0.229, 0.224, 0.225])
+        let (mean, std): ([Float], [Float]) = try givenNormalization(channels: 3) ?? ([0.485, 0.456, 0.406], [0.229, 0.224, 0.225])
         var trainSet = ImageClassificationSet(folder: train, transforms: [
             .randomResizedCrop(size: size, scale: 0.08...1, ratio: (3.0 / 4)...(4.0 / 3)), .horizontalFlip(probability: 0.5),
         ] + options.augmentations, shape: [3, size, size], info: info, mean: mean, std: std)
@@ -311,8 +362,7 @@ public final class Trainer {
         var testSet = ImageClassificationSet(folder: validation, transforms: ImageClassificationSet.evaluationTransforms(size: size),
                                              shape: [3, size, size], info: info, mean: mean, std: std)
         testSet.pixelLimit = options.maximumImagePixels
-        let limited = { (set: ImageClassificationSet, limit: Int?) in limit.map { set.prefix($0) } ?? set }
-        return (limited(trainSet, options.limitTrain), limited(testSet, options.limitTest))
+        return (trainSet, testSet)
     }
 
     /// For tests of crash recovery: the process sends itself SIGKILL right after this optimizer step.
@@ -326,10 +376,26 @@ public final class Trainer {
     /// Runs the whole job: data, model, epochs, evaluation, files. With `resume`, continues from the output
     /// directory's last checkpoint so that the result is bit-identical to an uninterrupted run.
     public func fit(resume: Bool = false) throws -> TrainingResult {
+        // --init-from weights are read (and checked) before any data; a resumed run has them in its checkpoint.
+        let initial = try options.initFrom.flatMap { resume ? nil : try InitialWeights.read($0) }
+        if let initial {
+            if let architecture = initial.architecture, architecture != options.model {
+                throw TrainingError.badModelFile(path: initial.path, reason:
+                    "--init-from holds a \(architecture) (\(initial.kind)), but the run builds --model \(options.model)")
+            }
+            if let mean = initial.mean, let std = initial.std { (options.mean, options.std) = (mean, std) }
+        }
         let (train, test) = try loadData()
         Initialization.seed(options.seed)
         let model = try ModelZoo.make(options.model, classCount: train.info.classCount, inputChannels: train.sampleShape[0])
+        if let initial {
+            let summary = try initial.apply(to: model, architecture: options.model, classes: train.info.classNames,
+                                            newHead: options.newHead)
+            progress.announce(summary.describe(initial.path))
+        }
+        // Every parameter stays in the optimizer; frozen ones get no gradient, hence no update and no state.
         let optimizer = try options.makeOptimizer(model.parameters())
+        _ = try ParameterSchedule.plan(for: 1, options: options, model: model)
         let average = try options.emaDecay.map { try WeightAverage(model: model, decay: $0) }
         let output = try options.outputDirectory.map { try OutputDirectory(path: $0) }
         let tensorboard = try options.tensorboardDirectory.map { try TensorBoardWriter(directory: $0) }
@@ -369,13 +435,20 @@ public final class Trainer {
         // Test samples skipped in the epoch's evaluation (training ones are counted in `state`).
         let skippedInTest = options.skipBadFiles ? SkippedSampleCollector() : nil
         let updatesPerEpoch = (batchesPerEpoch + options.accumulationSteps - 1) / options.accumulationSteps
-        let schedule = options.learningRateSchedule(stepsPerEpoch: updatesPerEpoch)
+        // With --fine-tune each phase runs the schedule over its own epochs, from its first epoch.
+        let phases = options.fineTune.map { [(first: 1, epochs: $0[0]), (first: $0[0] + 1, epochs: $0[1])] }
+            ?? [(first: 1, epochs: options.epochs)]
+        let schedules = phases.map { options.learningRateSchedule(stepsPerEpoch: updatesPerEpoch, epochs: $0.epochs) }
         let mixing = try options.batchMixing()
         var lastReport: ClassificationReport?
         var lastMistakes: [Mistake] = []
         while state.epoch <= options.epochs && !state.stoppedEarly {
             let epoch = state.epoch
             model.train()
+            try ParameterSchedule.plan(for: epoch, options: options, model: model)
+                .apply(to: model, optimizer: optimizer, freezeBatchNorm: options.freezeBatchNorm)
+            let phase = phases.lastIndex { $0.first <= epoch } ?? 0
+            let schedule = schedules[phase], phaseStart = (phases[phase].first - 1) * updatesPerEpoch
             let order = train.order(epoch: epoch, seed: options.seed, shuffle: true)
             let start = Date()
             var learningRate = optimizer.learningRate
@@ -388,7 +461,7 @@ public final class Trainer {
                 // A batch whose samples were all skipped is passed over by the stream.
                 state.batch = batch.number
                 let update = (epoch - 1) * updatesPerEpoch + state.batch / options.accumulationSteps
-                let scheduleStep = options.scheduleUnit == "epoch" ? epoch - 1 : update
+                let scheduleStep = options.scheduleUnit == "epoch" ? epoch - phases[phase].first : update - phaseStart
                 learningRate = schedule.learningRate(base: options.learningRate, step: scheduleStep)
                 if let plateau = state.plateau { learningRate = plateau.apply(to: learningRate) }
                 optimizer.learningRate = learningRate
@@ -482,6 +555,7 @@ public final class Trainer {
             progress.epochFinished(metrics, of: options.epochs)
             if state.stoppedEarly { progress.note("early stopping: \(options.monitor) has not improved since epoch \(state.bestEpoch ?? 0)") }
         }
+        for parameter in model.parameters() { parameter.isFrozen = false }
         let report = try lastReport ?? evaluate(model: model, on: test, batchSize: options.evaluationBatchSize, split: "test")
         var files: [String] = []
         if let output {

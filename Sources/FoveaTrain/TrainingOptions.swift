@@ -75,6 +75,28 @@ public struct TrainingOptions: Codable, Equatable, Sendable {
     public var validationDirectory: String?
     /// Data-loading worker threads; nil picks 0 for in-memory datasets and 2 for image folders.
     public var workers: Int?
+    /// Fine-tuning: start from this file's weights (Fovea model, torchvision safetensors, Fovea checkpoint or `.onnx`).
+    public var initFrom: String?
+    /// Initialise a new classifier even when the file's head has the dataset's class count.
+    public var newHead = false
+    /// `none`, `backbone` (all but the head) or `stages:N` (the first N stages, the stem being the first).
+    public var freeze = "none"
+    /// Keep the batch norms of frozen parts in evaluation mode (running statistics neither used from the batch nor updated).
+    public var freezeBatchNorm = false
+    /// Factor on the head's learning rate.
+    public var headLearningRateMultiplier: Float = 1
+    /// `[E1, E2]`: the head alone for E1 epochs, then everything for E2 with discriminative rates (`epochs` = E1 + E2).
+    public var fineTune: [Int]?
+    /// With `fineTune`, phase two: the stem learns at 1/R of the head's rate, later stages geometrically closer.
+    public var discriminativeRatio: Float = 100
+    /// Keep only these classes (names or indices), relabelled 0…k−1 in this order, in training and test sets.
+    public var classes: [String]?
+    /// Keep only the first N training samples of each class, in an order shuffled under `seed`.
+    public var limitPerClass: Int?
+    /// Normalisation to use instead of the training split's statistics: the `--init-from` weights', recorded by the
+    /// trainer so that a resumed run feeds its images the same way.
+    public var mean: [Float]?
+    public var std: [Float]?
     /// Batch size for evaluation passes.
     public var evaluationBatchSize = 1000
     /// Drop each epoch's last training batch when it is smaller than `batchSize`.
@@ -139,6 +161,18 @@ public struct TrainingOptions: Codable, Equatable, Sendable {
         dropLast = try container.decodeIfPresent(Bool.self, forKey: .dropLast) ?? defaults.dropLast
         skipBadFiles = try container.decodeIfPresent(Bool.self, forKey: .skipBadFiles) ?? defaults.skipBadFiles
         maximumImagePixels = try container.decodeIfPresent(Int.self, forKey: .maximumImagePixels) ?? defaults.maximumImagePixels
+        initFrom = try container.decodeIfPresent(String.self, forKey: .initFrom) ?? defaults.initFrom
+        newHead = try container.decodeIfPresent(Bool.self, forKey: .newHead) ?? defaults.newHead
+        freeze = try container.decodeIfPresent(String.self, forKey: .freeze) ?? defaults.freeze
+        freezeBatchNorm = try container.decodeIfPresent(Bool.self, forKey: .freezeBatchNorm) ?? defaults.freezeBatchNorm
+        headLearningRateMultiplier = try container.decodeIfPresent(Float.self, forKey: .headLearningRateMultiplier)
+            ?? defaults.headLearningRateMultiplier
+        fineTune = try container.decodeIfPresent([Int].self, forKey: .fineTune) ?? defaults.fineTune
+        discriminativeRatio = try container.decodeIfPresent(Float.self, forKey: .discriminativeRatio) ?? defaults.discriminativeRatio
+        classes = try container.decodeIfPresent([String].self, forKey: .classes) ?? defaults.classes
+        limitPerClass = try container.decodeIfPresent(Int.self, forKey: .limitPerClass) ?? defaults.limitPerClass
+        mean = try container.decodeIfPresent([Float].self, forKey: .mean) ?? defaults.mean
+        std = try container.decodeIfPresent([Float].self, forKey: .std) ?? defaults.std
     }
 
     enum CodingKeys: String, CodingKey, CaseIterable {
@@ -153,6 +187,9 @@ public struct TrainingOptions: Codable, Equatable, Sendable {
         case evaluationBatchSize = "eval_batch_size", checkpointEvery = "checkpoint_every", monitor
         case imageSize = "image_size", validationDirectory = "val_dir", plateauPatience = "plateau_patience"
         case dropLast = "drop_last", skipBadFiles = "skip_bad_files", maximumImagePixels = "max_image_pixels"
+        case initFrom = "init_from", newHead = "new_head", freeze, freezeBatchNorm = "freeze_batch_norm"
+        case headLearningRateMultiplier = "head_lr_multiplier", fineTune = "fine_tune", discriminativeRatio = "discriminative_lr_ratio"
+        case classes, limitPerClass = "limit_per_class", mean, std
         case workers, augmentations = "augment", accumulationSteps = "accumulate", tensorboardDirectory = "tensorboard", emaDecay = "ema_decay", earlyStoppingPatience = "early_stopping_patience"
     }
 
@@ -214,6 +251,39 @@ public struct TrainingOptions: Codable, Equatable, Sendable {
         for transform in augmentations {
             do { try transform.validate() } catch { return "\(error)" }
         }
+        return fineTuningProblem()
+    }
+
+    /// The range checks of the fine-tuning and subset options.
+    func fineTuningProblem() -> String? {
+        do { _ = try FreezePolicy(freeze) } catch { return "\(error)" }
+        if !(headLearningRateMultiplier > 0 && headLearningRateMultiplier.isFinite) {
+            return "--head-lr-multiplier must be a positive finite factor (got \(headLearningRateMultiplier))"
+        }
+        if !(discriminativeRatio >= 1 && discriminativeRatio.isFinite) {
+            return "--discriminative-lr-ratio must be a finite ratio ≥ 1 (got \(discriminativeRatio))"
+        }
+        if let fineTune {
+            guard fineTune.count == 2, fineTune.allSatisfy({ (1...Self.maximumCount).contains($0) }) else {
+                return "--fine-tune takes E1,E2: two epoch counts of at least 1 (got \(fineTune.map(String.init).joined(separator: ",")))"
+            }
+            if fineTune[0] + fineTune[1] != epochs {
+                return "--fine-tune \(fineTune[0]),\(fineTune[1]) runs \(fineTune[0] + fineTune[1]) epochs, but --epochs is \(epochs)"
+            }
+            if warmupEpochs >= fineTune.min()! { return "--warmup-epochs must be shorter than both --fine-tune phases" }
+            if schedule == "plateau" { return "--fine-tune restarts the schedule in phase two; --schedule plateau cannot" }
+        }
+        if let limitPerClass, limitPerClass < 1 { return "--limit-per-class must be at least 1 (got \(limitPerClass))" }
+        if let classes {
+            if classes.isEmpty { return "--classes names no class" }
+            if classes.count > ModelSidecar.maximumClasses { return "--classes names more than \(ModelSidecar.maximumClasses) classes" }
+        }
+        if let initFrom, initFrom.isEmpty { return "--init-from needs a file" }
+        for (name, values) in [("mean", mean), ("std", std)] {
+            if let values, values.isEmpty || values.count > 3 || !values.allSatisfy(\.isFinite) { return "\(name) \(values) is not a normalisation" }
+        }
+        if let std, !std.allSatisfy({ $0 >= 1e-6 }) { return "std \(std) has a value below 1e-6" }
+        if (mean == nil) != (std == nil) { return "mean and std come together" }
         return nil
     }
 
@@ -234,10 +304,11 @@ public struct TrainingOptions: Codable, Equatable, Sendable {
 
     /// The learning-rate schedule in units of the schedule's step (an optimizer step, or an epoch when
     /// `scheduleUnit` is `epoch`), with the warm-up in front.
-    public func learningRateSchedule(stepsPerEpoch: Int) -> LearningRateSchedule {
+    /// `epochs` (default: the run's) is the length of the phase it covers.
+    public func learningRateSchedule(stepsPerEpoch: Int, epochs: Int? = nil) -> LearningRateSchedule {
         let unit = scheduleUnit == "epoch" ? 1 : stepsPerEpoch
         let warmup = warmupEpochs * unit
-        let remaining = (epochs - warmupEpochs) * unit
+        let remaining = ((epochs ?? self.epochs) - warmupEpochs) * unit
         let main: LearningRateSchedule
         switch schedule {
         case "cosine": main = .cosine(totalSteps: remaining, minimum: 0)

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import FoveaData
+import FoveaModels
 import FoveaTensor
 import FoveaTrain
 
@@ -15,6 +16,10 @@ struct Predict: ParsableCommand {
     @Option(help: "A model.safetensors written by `fovea train` (its sidecar must be beside it), or an .onnx model.") var weights: String
     @Option(name: .customLong("top-k"), help: "How many classes to print per image.") var topK = 5
     @Flag(help: "One JSON object per image.") var json = false
+    @Flag(help: "Print each image's penultimate-layer embedding instead of classes (zoo models).") var features = false
+    @Option(help: ArgumentHelp("With --features: write the embeddings to FILE as a float32 .npy array (images × features).",
+                               valueName: "FILE"))
+    var npy: String?
     @Argument(help: "Image files.") var images: [String]
 
     func run() throws {
@@ -35,9 +40,32 @@ struct Predict: ParsableCommand {
                     for i in 0..<plane { batch.append((Float(image.pixels[c * plane + i]) / 255 - mean) / std) }
                 }
             }
+            let input = try Tensor(shape: [images.count, channels, height, width], values: batch)
+            if features || npy != nil {
+                guard let classifier = model as? any ClassifierStructure else {
+                    throw TrainingError.invalidOption("--features needs a zoo model's weights (its classifier is known); \(weights) is an imported graph")
+                }
+                let embedding = try classifier.features(of: input)
+                let values = try embedding.toArray()
+                if let index = values.firstIndex(where: { !$0.isFinite }) {
+                    throw TrainingError.nonFiniteOutput(input: "'\(images[index / embedding.shape[1]])' with the weights '\(weights)'",
+                                                        value: values[index])
+                }
+                if let npy {
+                    try writeAtomically(NumPyArray.encode(values, shape: embedding.shape), to: npy)
+                    print("wrote \(npy) (\(embedding.shape[0]) × \(embedding.shape[1]) float32)")
+                    return
+                }
+                let width = embedding.shape[1]
+                for (row, path) in images.enumerated() {
+                    let object: [String: Any] = ["image": path, "features": values[(row * width)..<((row + 1) * width)].map(Double.init)]
+                    printJSON(try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys, .withoutEscapingSlashes]))
+                }
+                return
+            }
             model.eval()
             let probabilities = try Autodiff.withoutRecording {
-                try softmax(model(Tensor(shape: [images.count, channels, height, width], values: batch))).toArray()
+                try softmax(model(input)).toArray()
             }
             let classCount = sidecar.classes.count
             if let index = probabilities.firstIndex(where: { !$0.isFinite }) {

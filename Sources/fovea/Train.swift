@@ -126,6 +126,33 @@ struct Train: ParsableCommand {
     @Option(name: .customLong("checkpoint-every"), help: "Also checkpoint every N optimizer steps (always at epoch ends).")
     var checkpointEvery: Int?
     @Option(help: "Write TensorBoard event files (loss, accuracy, learning rate per epoch) to DIR.") var tensorboard: String?
+    @Option(name: .customLong("init-from"),
+            help: ArgumentHelp("Start from trained weights: a Fovea model.safetensors (with its sidecar), a torchvision state dict as safetensors, a Fovea checkpoint or an .onnx export. Keys must match --model (default: the file's architecture) exactly, except the classifier, which is replaced when the class count differs (or with --new-head).",
+                               valueName: "FILE"))
+    var initFrom: String?
+    @Flag(name: .customLong("new-head"), help: "With --init-from: initialise a new classifier even when the class count is the same.")
+    var newHead = false
+    @Option(help: ArgumentHelp("Freeze parameters (no gradient, no update, no optimizer state): none, backbone (all but the head) or stages:N (the first N stages, the stem being the first). With --fine-tune: what stays frozen in phase two.",
+                               valueName: "WHAT"))
+    var freeze: String?
+    @Flag(name: .customLong("freeze-batch-norm"), help: "Keep the batch norms of frozen parts in evaluation mode (running statistics, not updated).")
+    var freezeBatchNorm = false
+    @Option(name: .customLong("head-lr-multiplier"), help: ArgumentHelp("Multiply the head's learning rate by X.", valueName: "X"))
+    var headLRMultiplier: Float?
+    @Option(name: .customLong("fine-tune"),
+            help: ArgumentHelp("Two phases (fastai's fine_tune): the head alone for E1 epochs at --lr, then everything for E2 epochs at --lr/2 with discriminative rates (the stem at 1/R of the head's, R = --discriminative-lr-ratio); each phase runs the schedule anew. Sets --epochs to E1+E2.",
+                               valueName: "E1,E2"))
+    var fineTune: String?
+    @Option(name: .customLong("discriminative-lr-ratio"),
+            help: ArgumentHelp("With --fine-tune: the head learns R times faster than the stem in phase two, the stages between geometrically (default 100; 1 for one rate).",
+                               valueName: "R"))
+    var discriminativeRatio: Float?
+    @Option(help: ArgumentHelp("Keep only these classes (names or indices, comma-separated), relabelled 0…k−1 in this order, in training and test sets.",
+                               valueName: "A,B,…"))
+    var classes: String?
+    @Option(name: .customLong("limit-per-class"),
+            help: ArgumentHelp("Keep only N training samples of each class: the first N in an order shuffled under --seed.", valueName: "N"))
+    var limitPerClass: Int?
     @Option(name: .customLong("kill-after-step"), help: .hidden) var killAfterStep: Int?
     @Flag(help: "Print the final report as JSON on stdout.") var json = false
     @Flag(help: "No progress output.") var quiet = false
@@ -176,7 +203,34 @@ struct Train: ParsableCommand {
             o.augmentations.append(.horizontalFlip(probability: 0.5))
         }
         o.augmentations += try augmentationFlags()
+        try applyFineTuningFlags(to: &o)
         return o
+    }
+
+    /// --init-from and the flags that go with it, and the class subsets.
+    func applyFineTuningFlags(to o: inout TrainingOptions) throws {
+        if let initFrom {
+            o.initFrom = initFrom
+            // Without --model (or a recipe naming one), the file's own architecture.
+            if model == nil && recipe == nil, let architecture = try InitialWeights.read(initFrom).architecture { o.model = architecture }
+        }
+        if newHead { o.newHead = true }
+        if let freeze { o.freeze = freeze }
+        if freezeBatchNorm { o.freezeBatchNorm = true }
+        if let headLRMultiplier { o.headLearningRateMultiplier = headLRMultiplier }
+        if let discriminativeRatio { o.discriminativeRatio = discriminativeRatio }
+        if let fineTune {
+            let phases = fineTune.split(separator: ",", omittingEmptySubsequences: false).map { Int($0.trimmingCharacters(in: .whitespaces)) }
+            guard phases.count == 2, let first = phases[0], let second = phases[1] else {
+                throw TrainingError.invalidOption("--fine-tune takes E1,E2, two whole epoch counts (got '\(fineTune)')")
+            }
+            o.fineTune = [first, second]
+            if epochs == nil, first > 0, second > 0, first <= TrainingOptions.maximumCount, second <= TrainingOptions.maximumCount {
+                o.epochs = first + second
+            }
+        }
+        if let classes { o.classes = classes.split(separator: ",", omittingEmptySubsequences: false).map(String.init) }
+        if let limitPerClass { o.limitPerClass = limitPerClass }
     }
 
     /// The transforms the augmentation flags ask for, in a fixed order (geometry, colour, then erasing);

@@ -97,3 +97,35 @@ func relativeDifference(_ values: [Float], _ reference: [Float]) -> Float {
     let worst = zip(values, reference).map { abs($0 - $1) }.max() ?? .infinity
     return worst / max(scale, .leastNormalMagnitude)
 }
+
+/// `scripts/convert_torchvision.py` (with `FOVEA_PARITY_PYTHON`) on randomly initialised torchvision models: the file
+/// and sidecar it writes load with `ModelFile.load` (architecture, 1,000 ImageNet classes, the weights' preprocessing)
+/// and give torchvision's logits; `fovea train --init-from` then fine-tunes from such a file.
+@Suite("torchvision weights converted for Fovea", .enabled(if: parityDirectory != nil, "set FOVEA_PARITY_DIR to run"))
+struct ConvertTorchvisionTests {
+    @Test("convert_torchvision.py writes a model file that gives torchvision's logits",
+          arguments: ["resnet18", "googlenet", "mobilenet_v3_small", "efficientnet_b0", "inception_v3"])
+    func converted(_ name: String) throws {
+        let directory = try #require(parityDirectory) + "/converted"
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        let python = ProcessInfo.processInfo.environment["FOVEA_PARITY_PYTHON"] ?? "python3"
+        let script = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .deletingLastPathComponent().appendingPathComponent("scripts/convert_torchvision.py").path
+        let (weights, io) = ("\(directory)/\(name).safetensors", "\(directory)/\(name).io.safetensors")
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        process.arguments = [python, script, "--model", name, "--random-init", "--seed", "3", "--check-input-output", io,
+                             "--output", weights]
+        try process.run()
+        process.waitUntilExit()
+        try #require(process.terminationStatus == 0, "convert_torchvision.py \(name) failed (see its output)")
+        let (model, sidecar) = try ModelFile.load(weights)
+        #expect(sidecar.architecture == name && sidecar.classes.count == 1000 && sidecar.classes[0] == "tench")
+        #expect(sidecar.inputShape == [3, name == "inception_v3" ? 299 : 224, name == "inception_v3" ? 299 : 224])
+        #expect(sidecar.mean.count == 3 && sidecar.std.count == 3)
+        model.eval()
+        let relative = try compareWithReference(model, io: io)
+        print("convert_torchvision \(name): relative \(relative)")
+        #expect(relative < 1e-4, "\(name): relative error \(relative)")
+    }
+}
