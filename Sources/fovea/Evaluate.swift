@@ -5,7 +5,8 @@ import FoveaTrain
 
 struct Evaluate: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Evaluate saved weights on a dataset's test split and print the report.")
+        abstract: "Evaluate saved weights on a dataset's test split and print the report.",
+        discussion: "A model trained on some of a dataset's classes (train --classes) is evaluated on the samples of those classes.")
 
     @Option(help: "A model.safetensors written by `fovea train` (its sidecar model.json must be beside it), or an .onnx model.") var weights: String
     @Option(help: "Dataset: mnist, fashion-mnist, cifar10 or cifar100.") var dataset = "fashion-mnist"
@@ -28,7 +29,13 @@ struct Evaluate: ParsableCommand {
             if dataset == "imagefolder" {
                 guard let dataDir else { throw TrainingError.invalidOption("--dataset imagefolder needs --data-dir") }
                 let validation = (dataDir as NSString).appendingPathComponent(split == "train" ? "train" : "val")
-                let folder = try ImageFolder(root: FileManager.default.fileExists(atPath: validation) ? validation : dataDir)
+                var folder = try ImageFolder(root: FileManager.default.fileExists(atPath: validation) ? validation : dataDir)
+                // A model trained on some of the classes (--classes) is evaluated on those.
+                if folder.classNames != sidecar.classes, let selection = try? ClassSelection(sidecar.classes, classNames: folder.classNames),
+                   selection.names == sidecar.classes {
+                    folder = folder.subset(try selectSamples(labels: folder.samples.map(\.label), selection: selection,
+                                                             limitPerClass: nil, seed: 0), classNames: selection.names)
+                }
                 guard folder.classNames == sidecar.classes else {
                     throw TrainingError.badModelFile(path: weights, reason: "the model's classes differ from the folders in \(folder.root)")
                 }
@@ -38,11 +45,19 @@ struct Evaluate: ParsableCommand {
                                              mean: sidecar.mean, std: sidecar.std)
             } else {
                 var info = try DatasetInfo.named(dataset)
+                var data = try loadImages(info, directory: info.resolveDirectory(dataDirectory: dataDir), split: which)
+                // A model trained on some of the classes (--classes) is evaluated on those, found by name.
+                let names = (data as? CIFARDataset)?.classNames ?? info.classNames
+                if sidecar.classes.count != info.classCount, let selection = try? ClassSelection(sidecar.classes, classNames: names),
+                   selection.names == sidecar.classes {
+                    let samples = try selectSamples(labels: data.labels, selection: selection, limitPerClass: nil, seed: 0)
+                    data = LabeledImageSubset(data, samples: samples, classCount: selection.labels.count)
+                    info = info.renamingClasses(selection.names)
+                }
                 guard info.classCount == sidecar.classes.count else {
                     throw TrainingError.badModelFile(path: weights, reason:
                         "the model has \(sidecar.classes.count) classes, dataset \(info.name) has \(info.classCount)")
                 }
-                let data = try loadImages(info, directory: info.resolveDirectory(dataDirectory: dataDir), split: which)
                 guard [data.channels, data.height, data.width] == sidecar.inputShape else {
                     throw TrainingError.badModelFile(path: weights, reason:
                         "the model takes \(sidecar.inputShape) images, \(info.name) has \([data.channels, data.height, data.width])")

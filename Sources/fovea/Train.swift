@@ -26,6 +26,12 @@ struct Train: ParsableCommand {
             CutMix pastes a box of the partner image; the targets become the two one-hot labels weighted by λ and by
             the pasted area (then label-smoothed). The loss is the cross-entropy against those soft targets, and a training prediction
             counts as correct when it equals their arg-max. Evaluation is never mixed.
+
+            Fine-tuning: --init-from FILE loads trained weights (strictly, as load(safetensors:)), except the classifier
+            each zoo model declares, which is initialised afresh when the class count differs or with --new-head; the run
+            prints which tensors it loaded, replaced and left out, and uses the file's normalisation when it records one.
+            --freeze, --head-lr-multiplier and --fine-tune E1,E2 choose what trains at which rate; --classes and
+            --limit-per-class make the few-shot subsets (names go into the sidecar and the reports).
             """)
 
     @Option(help: "A named set of options (see above); flags given override it.") var recipe: String?

@@ -219,6 +219,14 @@ struct FineTuningCommandLineTests {
         #expect(try stateArrays(trained)["conv2.weight"] != stateArrays(start)["conv2.weight"])
         #expect(sidecar.classes == ["1", "2", "3"] && sidecar.mean == [0.1] && sidecar.std == [0.3])
         #expect(full.error.contains("loaded 8 tensors; replaced 2 (fc3.weight, fc3.bias)"), "\(full.error)")
+        // Evaluated later, the model is measured on the test samples of its three classes.
+        let evaluation = try runFovea(["evaluate", "--weights", straight + "/model.safetensors", "--dataset", "mnist",
+                                       "--data-dir", data, "--json"])
+        #expect(evaluation.status == 0, "\(evaluation.error)")
+        let report = try JSONSerialization.jsonObject(with: Data(evaluation.output.utf8)) as? [String: Any]
+        let labels = try IDXDataset(directory: data, split: .test, classCount: 10).labels
+        #expect(report?["samples"] as? Int == labels.filter { (1...3).contains($0) }.count)
+        #expect(report?["classes"] as? [String] == ["1", "2", "3"])
     }
 
     @Test("predict --features gives the penultimate embedding as JSON and as .npy")

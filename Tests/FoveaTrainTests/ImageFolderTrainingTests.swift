@@ -67,6 +67,25 @@ struct ImageFolderTrainingTests {
         return (data.train, data.test)
     }
 
+    @Test("--classes and --limit-per-class on an image folder: the kept class relabelled, N of its files, the test folder of that class")
+    func classSubset() throws {
+        let root = try temporaryDirectory("folder-subset")
+        _ = try writeMixedImageFolder(root, perClass: 12)
+        var options = TrainingOptions()
+        (options.classes, options.limitPerClass, options.seed) = (["light"], 5, 4)
+        let (train, test) = try sets(root, options: options)
+        #expect(train.info.classNames == ["light"] && test.info.classNames == ["light"])
+        guard case let .folder(trainFolder, _, _) = train.source, case let .folder(testFolder, _, _) = test.source else {
+            Issue.record("not folders"); return
+        }
+        #expect(trainFolder.samples.count == 5 && testFolder.samples.count == 8)
+        #expect((trainFolder.samples + testFolder.samples).allSatisfy { $0.label == 0 && $0.path.contains("/light/") })
+        options.seed = 5
+        let (other, _) = try sets(root, options: options)
+        guard case let .folder(otherFolder, _, _) = other.source else { return }
+        #expect(otherFolder.samples.map(\.path) != trainFolder.samples.map(\.path), "the seed does not choose the samples")
+    }
+
     @Test("the fused sample path writes what sampleBytes, the normalisation and random erasing give",
           arguments: [[], [ImageTransform.randomErasing(probability: 0.7, scale: 0.02...0.33, ratio: 0.3...3.3, randomValue: true)]])
     func fusedEqualsGeneral(_ augmentations: [ImageTransform]) throws {
