@@ -61,6 +61,15 @@ public struct InitialWeights {
         return try options.classes.map { try ClassSelection($0, classNames: names).names } ?? names
     }
 
+    /// Refuses a file that says it holds another architecture than `modelArchitecture` (a file that does not say is
+    /// judged by its keys in `apply`).
+    public func checkArchitecture(_ modelArchitecture: String) throws {
+        if let architecture, architecture != modelArchitecture {
+            throw TrainingError.badModelFile(path: path, reason:
+                "--init-from holds a \(architecture) (\(kind)), but the run builds --model \(modelArchitecture)")
+        }
+    }
+
     /// What `apply` did, tensor by tensor.
     public struct Summary: Equatable, Sendable {
         /// Tensors copied from the file.
@@ -91,9 +100,7 @@ public struct InitialWeights {
     public func apply(to model: Layer, architecture modelArchitecture: String, classes datasetClasses: [String],
                       newHead: Bool) throws -> Summary {
         func bad(_ reason: String) -> TrainingError { .badModelFile(path: path, reason: reason) }
-        if let architecture, architecture != modelArchitecture {
-            throw bad("--init-from holds a \(architecture) (\(kind)), but the run builds --model \(modelArchitecture)")
-        }
+        try checkArchitecture(modelArchitecture)
         guard let structure = model as? any ClassifierStructure, let mainHead = structure.headPaths.first else {
             throw bad("cannot identify the classifier of --model \(modelArchitecture), so its head cannot be replaced")
         }
@@ -113,39 +120,16 @@ public struct InitialWeights {
                 ?? "the file has \(classes.count) classes, the dataset \(datasetClasses.count)"
             throw bad("the file's class names disagree with the dataset's (\(detail)); pass --new-head to train a new classifier")
         }
-        var summary = Summary()
-        var problems: [String] = []
-        var expected = Set<String>()
-        var assignments: [() throws -> Void] = []
-        var entries: [(String, [Int], (Tensor) -> Void)] = []
-        for (name, parameter) in model.namedParameters() { entries.append((name, parameter.value.shape, { parameter.value = $0 })) }
-        for (name, buffer) in model.namedBuffers() { entries.append((name, buffer.value.shape, { buffer.value = $0 })) }
-        for (name, shape, assign) in entries {
-            expected.insert(name)
-            if replaceHead && structure.isHeadKey(name) { summary.replaced.append(name); continue }
-            guard let entry = tensors[name] else {
-                if kind == "ONNX model" && name.hasSuffix(".num_batches_tracked") { summary.kept.append(name); continue }
-                problems.append("missing key \(name)"); continue
-            }
-            guard entry.shape == shape else { problems.append("shape mismatch for \(name): file \(entry.shape), model \(shape)"); continue }
-            if let (index, value) = entry.firstNonFinite { problems.append("\(name) holds \(value) at element \(index)"); continue }
-            summary.loaded.append(name)
-            assignments.append { assign(try Tensor(shape: entry.shape, values: entry.values)) }
-        }
-        for name in tensors.keys.sorted() where !expected.contains(name) || (replaceHead && structure.isHeadKey(name)) {
-            // An ONNX graph also holds constants of its own (a shortcut's channel selection, shape tensors): not state.
-            if (replaceHead && structure.isHeadKey(name)) || kind == "ONNX model" {
-                summary.leftOut.append(name)
-            } else {
-                problems.append("unexpected key \(name)")
-            }
-        }
-        guard problems.isEmpty else {
-            let listed = problems.prefix(20).joined(separator: "; ") + (problems.count > 20 ? "; and \(problems.count - 20) more" : "")
-            throw bad("does not fit \(modelArchitecture): " + listed)
-        }
-        for assign in assignments { try assign() }
-        return summary
+        let onnx = kind == "ONNX model"
+        var exceptions = ModelFile.AssignmentExceptions()
+        if replaceHead { exceptions.keepsModelValue = structure.isHeadKey }
+        // ONNX does not carry batch-norm step counters, and a graph holds constants of its own (a shortcut's channel
+        // selection, shape tensors) that are not state.
+        exceptions.mayBeMissing = { onnx && $0.hasSuffix(".num_batches_tracked") }
+        exceptions.mayBeUnused = { (replaceHead && structure.isHeadKey($0)) || onnx }
+        let assignment = try ModelFile.assign(tensors, to: model, path: path, target: modelArchitecture, except: exceptions)
+        return Summary(loaded: assignment.loaded, replaced: assignment.keptModelValues, leftOut: assignment.unused,
+                       kept: assignment.missing)
     }
 }
 

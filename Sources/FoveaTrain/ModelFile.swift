@@ -144,14 +144,36 @@ public enum ModelFile {
         try assign(try SafeTensors.read(path: path).entries, to: model, path: path)
     }
 
-    /// Assigns named tensors to the model's parameters and buffers, strictly (see `loadWeights`).
-    static func assign(_ entries: [String: SafeTensors.Entry], to model: Layer, path: String) throws {
+    /// The names `assign` does not hold strictly: model tensors it leaves as they are (a head to be initialised afresh),
+    /// model tensors the file may lack (kept as they are), file tensors that may go unused. None by default.
+    struct AssignmentExceptions {
+        var keepsModelValue: (String) -> Bool = { _ in false }
+        var mayBeMissing: (String) -> Bool = { _ in false }
+        var mayBeUnused: (String) -> Bool = { _ in false }
+    }
+
+    /// What `assign` did: tensors copied, model tensors left as they were (kept on purpose, or allowed missing), file
+    /// tensors not used.
+    struct Assignment {
+        var loaded: [String] = [], keptModelValues: [String] = [], missing: [String] = [], unused: [String] = []
+    }
+
+    /// Assigns named tensors to the model's parameters and buffers, strictly (see `loadWeights`) but for `exceptions`;
+    /// `target` names the model in the error. Nothing is assigned when anything disagrees.
+    @discardableResult
+    static func assign(_ entries: [String: SafeTensors.Entry], to model: Layer, path: String, target: String = "the model",
+                       except exceptions: AssignmentExceptions = AssignmentExceptions()) throws -> Assignment {
         var problems: [String] = []
         var expectedNames = Set<String>()
         var assignments: [() throws -> Void] = []
+        var result = Assignment()
         func plan(_ name: String, _ shape: [Int], _ assign: @escaping (Tensor) -> Void) {
+            if exceptions.keepsModelValue(name) { result.keptModelValues.append(name); return }
             expectedNames.insert(name)
-            guard let entry = entries[name] else { problems.append("missing key \(name)"); return }
+            guard let entry = entries[name] else {
+                if exceptions.mayBeMissing(name) { result.missing.append(name) } else { problems.append("missing key \(name)") }
+                return
+            }
             guard entry.shape == shape else {
                 problems.append("shape mismatch for \(name): file \(entry.shape), model \(shape)"); return
             }
@@ -159,17 +181,21 @@ public enum ModelFile {
             if let (index, value) = entry.firstNonFinite {
                 problems.append("\(name) holds \(value) at element \(index)"); return
             }
+            result.loaded.append(name)
             assignments.append { assign(try Tensor(shape: entry.shape, values: entry.values)) }
         }
         for (name, parameter) in model.namedParameters() { plan(name, parameter.value.shape) { parameter.value = $0 } }
         for (name, buffer) in model.namedBuffers() { plan(name, buffer.value.shape) { buffer.value = $0 } }
-        for name in entries.keys.sorted() where !expectedNames.contains(name) { problems.append("unexpected key \(name)") }
+        for name in entries.keys.sorted() where !expectedNames.contains(name) {
+            if exceptions.mayBeUnused(name) { result.unused.append(name) } else { problems.append("unexpected key \(name)") }
+        }
         guard problems.isEmpty else {
             // A hostile file can hold a million stray names: the message lists the first twenty.
             let listed = problems.prefix(20).joined(separator: "; ") + (problems.count > 20 ? "; and \(problems.count - 20) more" : "")
-            throw TrainingError.badModelFile(path: path, reason: "does not fit the model: " + listed)
+            throw TrainingError.badModelFile(path: path, reason: "does not fit \(target): " + listed)
         }
         for assign in assignments { try assign() }
+        return result
     }
 }
 

@@ -379,10 +379,7 @@ public final class Trainer {
         // --init-from weights are read (and checked) before any data; a resumed run has them in its checkpoint.
         let initial = try options.initFrom.flatMap { resume ? nil : try InitialWeights.read($0) }
         if let initial {
-            if let architecture = initial.architecture, architecture != options.model {
-                throw TrainingError.badModelFile(path: initial.path, reason:
-                    "--init-from holds a \(architecture) (\(initial.kind)), but the run builds --model \(options.model)")
-            }
+            try initial.checkArchitecture(options.model)
             if let mean = initial.mean, let std = initial.std { (options.mean, options.std) = (mean, std) }
         }
         let (train, test) = try loadData()
