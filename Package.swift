@@ -1,4 +1,4 @@
-// swift-tools-version:6.0
+// swift-tools-version:6.1
 import Foundation
 import PackageDescription
 
@@ -6,15 +6,21 @@ import PackageDescription
 
 let package = Package(
     name: "Fovea",
-    platforms: [.macOS(.v13)],
+    platforms: [.macOS(.v14)],
     products: [
-        .library(name: "Fovea", targets: ["FoveaTensor", "FoveaNN", "FoveaOptim", "FoveaData", "FoveaModels", "FoveaONNX", "FoveaTrain"]),
+        .library(name: "Fovea", targets: ["FoveaTensor", "FoveaNN", "FoveaOptim", "FoveaData", "FoveaModels", "FoveaONNX", "FoveaTrain", "FoveaServe"]),
         .executable(name: "fovea", targets: ["fovea"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
         // ONNX's protobuf (Sources/FoveaONNX/Generated, made by scripts/generate-onnx-proto.sh).
         .package(url: "https://github.com/apple/swift-protobuf", from: "1.39.0"),
+        // fovea serve: the HTTP server (without its optional swift-configuration support), lifecycle, logs, metrics.
+        .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.28.1", traits: []),
+        .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+        .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
     ],
     targets: [
         .systemLibrary(name: "CDNNL", path: "Sources/CDNNL",
@@ -33,8 +39,17 @@ let package = Package(
         .target(name: "FoveaONNX", dependencies: ["FoveaTensor", "FoveaNN",
                                                  .product(name: "SwiftProtobuf", package: "swift-protobuf")]),
         .target(name: "FoveaTrain", dependencies: ["FoveaTensor", "FoveaNN", "FoveaOptim", "FoveaData", "FoveaModels", "FoveaONNX"]),
+        .target(name: "FoveaServe", dependencies: [
+            "FoveaTrain", "FoveaData", "FoveaTensor",
+            .product(name: "Hummingbird", package: "hummingbird"),
+            .product(name: "NIOCore", package: "swift-nio"),
+            .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            .product(name: "Logging", package: "swift-log"),
+            .product(name: "Prometheus", package: "swift-prometheus"),
+        ]),
         .executableTarget(name: "fovea", dependencies: [
-            "FoveaTrain",
+            "FoveaTrain", "FoveaServe",
+            .product(name: "Logging", package: "swift-log"),
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         .testTarget(name: "FoveaTensorTests", dependencies: ["FoveaTensor", "CFoveaKernels"]),
@@ -44,6 +59,9 @@ let package = Package(
                     exclude: ["Fixtures"]),
         .testTarget(name: "FoveaTrainTests", dependencies: ["FoveaTrain"]),
         .testTarget(name: "FoveaONNXTests", dependencies: ["FoveaONNX", "FoveaTrain", "FoveaModels"]),
+        .testTarget(name: "FoveaServeTests", dependencies: ["FoveaServe", "FoveaTrain", "FoveaModels",
+                                                           .product(name: "Hummingbird", package: "hummingbird"),
+                                                           .product(name: "NIOCore", package: "swift-nio")]),
     ],
     swiftLanguageModes: [.v5]
 )

@@ -234,6 +234,8 @@ extension Compiler {
                 guard (0...shape.count).contains(split) else {
                     throw TensorError.invalidArgument(operation: op, message: "axis \(axis) for shape \(shape)")
                 }
+                // The usual (N, C, H, W) → (N, C·H·W) runs as `flattened()`, where Grad-CAM's probe finds the feature map.
+                if split == 1, shape.count == 4, case let .float(tensor) = value { return [.float(try tensor.flattened())] }
                 return [try reshape(value, [shape[..<split].reduce(1, *), shape[split...].reduce(1, *)])]
             }
 

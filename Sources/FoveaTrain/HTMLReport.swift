@@ -9,11 +9,14 @@ public struct HTMLReport {
     public var report: ClassificationReport
     /// Misclassified samples with their grayscale or RGB pixels (C×H×W bytes).
     public var mistakes: [(mistake: Mistake, pixels: [UInt8], shape: [Int])]
+    /// For each mistake (same order), the PNG of its Grad-CAM overlay for the predicted class, where there is one.
+    public var explanations: [[UInt8]?]
 
     /// Creates the report.
     public init(title: String, history: [EpochMetrics], report: ClassificationReport,
-                mistakes: [(mistake: Mistake, pixels: [UInt8], shape: [Int])]) {
+                mistakes: [(mistake: Mistake, pixels: [UInt8], shape: [Int])], explanations: [[UInt8]?] = []) {
         (self.title, self.history, self.report, self.mistakes) = (title, history, report, mistakes)
+        self.explanations = explanations
     }
 
     /// The whole HTML document.
@@ -38,7 +41,11 @@ public struct HTMLReport {
         body += section("Confusion matrix (rows: true class)", heatMap())
         body += section("Per-class precision, recall, F1", classBars())
         body += "</div>\n"
-        if !mistakes.isEmpty { body += section("Hardest misclassified test images", thumbnails()) }
+        if !mistakes.isEmpty {
+            let heading = explanations.contains { $0 != nil }
+                ? "Hardest misclassified test images, each with its Grad-CAM map of the predicted class" : "Hardest misclassified test images"
+            body += section(heading, thumbnails())
+        }
         return """
             <!DOCTYPE html>
             <html lang="en"><head><meta charset="utf-8"><title>\(escape(title))</title>
@@ -49,6 +56,7 @@ public struct HTMLReport {
             section { margin: 16px 0; } svg text { font-size: 11px; fill: #333; }
             .thumbs { display: flex; flex-wrap: wrap; gap: 10px; } .thumb { text-align: center; font-size: 11px; width: 96px; }
             .thumb img { width: 84px; height: 84px; image-rendering: pixelated; border: 1px solid #ccc; }
+            .thumb img.cam { image-rendering: auto; margin-top: 2px; }
             </style></head><body>
             \(body)</body></html>
             """
@@ -152,10 +160,13 @@ public struct HTMLReport {
     /// The hardest mistakes as inline PNG thumbnails with true and predicted labels.
     func thumbnails() -> String {
         var html = "<div class=thumbs>"
-        for (mistake, pixels, shape) in mistakes {
+        for (position, (mistake, pixels, shape)) in mistakes.enumerated() {
             let png = PNGEncoder.encode(pixels: pixels, channels: shape[0], height: shape[1], width: shape[2])
             let name = { (i: Int) in i < report.classes.count ? report.classes[i] : String(i) }
             html += "<div class=thumb><img alt=\"sample \(mistake.index)\" src=\"data:image/png;base64,\(Data(png).base64EncodedString())\">"
+            if position < explanations.count, let overlay = explanations[position] {
+                html += "<img class=cam alt=\"Grad-CAM of sample \(mistake.index)\" src=\"data:image/png;base64,\(Data(overlay).base64EncodedString())\">"
+            }
             html += "<br>#\(mistake.index)<br>true: <b>\(escape(name(mistake.actual)))</b><br>said: \(escape(name(mistake.predicted)))"
             html += String(format: " (%.0f %%)", mistake.confidence * 100) + "</div>"
         }

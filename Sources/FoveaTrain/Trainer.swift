@@ -564,7 +564,7 @@ public final class Trainer {
                 return (mistake, image.pixels, [image.channels, image.height, image.width])
             }
             let html = HTMLReport(title: "\(options.model) on \(options.dataset)", history: state.history, report: report,
-                                  mistakes: thumbnails)
+                                  mistakes: thumbnails, explanations: explainMistakes(lastMistakes, of: test, model: model))
             try writeAtomically(Data(html.render().utf8), to: output.file("report.html"))
             files.append(output.file("report.html"))
             let sidecar = ModelSidecar(architecture: options.model, classes: train.info.classNames,
@@ -583,6 +583,30 @@ public final class Trainer {
             files.append(output.file(Self.bestCheckpointName))
         }
         return TrainingResult(model: model, history: state.history, report: report, files: files)
+    }
+}
+
+extension Trainer {
+    /// Grad-CAM overlays (PNG) of the predicted class for each mistake, for the report; none (with a note) when the
+    /// model has no feature map to explain or the images cannot be read again.
+    func explainMistakes(_ mistakes: [Mistake], of test: ImageClassificationSet, model: Layer) -> [[UInt8]?] {
+        guard !mistakes.isEmpty else { return [] }
+        do {
+            let size = test.sampleShape.reduce(1, *)
+            var prepared: [PreparedImage] = []
+            for mistake in mistakes {
+                var input = [Float](repeating: 0, count: size)
+                _ = try input.withUnsafeMutableBufferPointer { try test.sample(mistake.index, epoch: nil, into: $0.baseAddress!) }
+                prepared.append(PreparedImage(image: try test.sampleBytes(mistake.index, epoch: nil).0, input: input))
+            }
+            let shape = test.sampleShape
+            let tensor = try Tensor(shape: [prepared.count] + shape, values: prepared.flatMap(\.input))
+            let maps = try GradCAM.explain(model: model, input: tensor, classes: mistakes.map(\.predicted))
+            return zip(maps, prepared).map { map, image in Explanation(map: map, image: image.image).overlayPNG(minimumSide: 84) }
+        } catch {
+            progress.note("report.html without Grad-CAM maps: \(error)")
+            return []
+        }
     }
 }
 

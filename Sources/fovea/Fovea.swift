@@ -6,7 +6,7 @@ import FoveaONNX
 import FoveaTrain
 
 @main
-struct Fovea: ParsableCommand {
+struct Fovea: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "fovea",
         abstract: "Train, evaluate and inspect convolutional image classifiers on the CPU.",
@@ -14,7 +14,7 @@ struct Fovea: ParsableCommand {
             Exit codes: 0 ok, 64 usage, 65 bad data or model file, 1 anything else.
             Fashion-MNIST is read from /usr/share/datasets/fashion-mnist unless --data-dir or FOVEA_DATA says otherwise.
             """,
-        subcommands: [Train.self, Evaluate.self, Predict.self, Export.self, Models.self, Datasets.self, Bench.self])
+        subcommands: [Train.self, Evaluate.self, Predict.self, Serve.self, Export.self, Models.self, Datasets.self, Bench.self])
 }
 
 /// Runs `body`, turning library errors into a message on stderr and the exit code of the CLI contract.

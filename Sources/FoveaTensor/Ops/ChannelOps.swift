@@ -213,6 +213,7 @@ func forEachChannelRun(_ shape: [Int], _ layout: Layout, _ body: (Int, Int, Int,
 /// Adaptive average pooling to `outputSize` [P, Q] with PyTorch's window rule
 /// (start ⌊i·H/P⌋, end ⌈(i+1)·H/P⌉). Uses oneDNN pooling when the windows are uniform. Differentiable.
 public func adaptiveAvgPool2d(_ x: Tensor, outputSize: [Int], name: String = "adaptiveAvgPool2d") throws -> Tensor {
+    let x = FeatureMapProbe.observe(x)
     let result = try adaptiveAveragePool(x, outputSize: outputSize, name: name)
     OperationTrace.record(.adaptiveAveragePool(outputSize: outputSize), [x], result)
     return result

@@ -26,7 +26,7 @@ extension Tensor {
     /// (N, C, H, W) → (N, C·H·W) in plain layout. Differentiable.
     public func flattened() throws -> Tensor {
         guard let first = shape.first else { throw TensorError.shapeMismatch(operation: "flatten", expected: "(N, …)", actual: shape) }
-        return try reshaped([first, count / max(first, 1)])
+        return try FeatureMapProbe.observe(self).reshaped([first, count / max(first, 1)])
     }
 }
 
