@@ -59,9 +59,9 @@ let package = Package(
                     exclude: ["Fixtures"]),
         .testTarget(name: "FoveaTrainTests", dependencies: ["FoveaTrain"]),
         .testTarget(name: "FoveaONNXTests", dependencies: ["FoveaONNX", "FoveaTrain", "FoveaModels"]),
-        .testTarget(name: "FoveaServeTests", dependencies: ["FoveaServe", "FoveaTrain", "FoveaModels",
-                                                           .product(name: "Hummingbird", package: "hummingbird"),
-                                                           .product(name: "NIOCore", package: "swift-nio")]),
+        .testTarget(name: "FoveaServeTests", dependencies: ["FoveaServe", "FoveaTrain", "FoveaModels", "FoveaData",
+                                                           .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                                                           .product(name: "Logging", package: "swift-log")]),
     ],
     swiftLanguageModes: [.v5]
 )

@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # Installs the Debian packages Fovea builds and tests on, if any is missing.
 # oneDNN (kernels), libjpeg-turbo + libpng + zlib (codecs), Fashion-MNIST (real data for the quick start and tests),
-# ONNX's onnx.proto and conformance cases (libonnx-dev, libonnx-testdata: the ONNX tests).
+# ONNX's onnx.proto and conformance cases (libonnx-dev, libonnx-testdata: the ONNX tests), Chromium and its WebDriver
+# (the browser test of fovea serve's page), wrk (scripts/load-serve.sh).
 set -euo pipefail
-packages=(libdnnl-dev libjpeg62-turbo-dev libturbojpeg0-dev libpng-dev zlib1g-dev dataset-fashion-mnist libonnx-dev libonnx-testdata)
+packages=(libdnnl-dev libjpeg62-turbo-dev libturbojpeg0-dev libpng-dev zlib1g-dev dataset-fashion-mnist libonnx-dev libonnx-testdata
+          chromium chromium-driver wrk)
 missing=()
 for package in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing+=("$package")

@@ -17,6 +17,14 @@ if ! swift build "${build[@]}" --build-tests > .build-test/build.log 2>&1; then
 fi
 grep -E 'warning:|error:' .build-test/build.log || true
 echo "build: $(( $(date +%s) - start )) s"
+# The browser test of fovea serve's page drives Debian's Chromium through Selenium, from PyPI, in a venv of its own.
+venv=.build-test/browser-venv
+if [[ ! -x "$venv/bin/python" ]] || ! "$venv/bin/python" -c "import selenium" 2> /dev/null; then
+    rm -rf "$venv"
+    python3 -m venv "$venv" && "$venv/bin/pip" install -q "selenium>=4.20,<5" \
+        || { echo "could not install Selenium from PyPI into $venv (the browser test needs it)" >&2; exit 1; }
+fi
+export FOVEA_BROWSER_PYTHON="$PWD/$venv/bin/python"
 # Tests run one at a time (--no-parallel), so that each one's time is its own; oneDNN spreads each kernel over both
 # cores. Idle OpenMP threads sleep instead of spinning while Swift code runs.
 export OMP_WAIT_POLICY="${OMP_WAIT_POLICY:-passive}"

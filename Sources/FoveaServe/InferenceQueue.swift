@@ -89,6 +89,8 @@ public final class InferenceQueue: Service, @unchecked Sendable {
     private var threadDone: CheckedContinuation<Void, Never>?
     private var threadFinished = false
     private var lastBatchSeconds = 0.01
+    /// While true, no batch starts (tests hold requests in the queue with it).
+    private var paused = false
 
     /// Creates the queue for `classifier`; its thread starts with `run()`.
     public init(classifier: ImageClassifier, limits: Limits, metrics: ServeMetrics? = nil, logger: Logger = Logger(label: "fovea.serve")) {
@@ -186,6 +188,16 @@ public final class InferenceQueue: Service, @unchecked Sendable {
         }
     }
 
+    /// Holds every batch back until `resume()` (requests still queue, time out and fill the queue).
+    func pause() { condition.withLock { paused = true } }
+
+    func resume() {
+        condition.withLock {
+            paused = false
+            condition.broadcast()
+        }
+    }
+
     private func loop() {
         warmUp()
         while let batch = nextBatch() { runBatch(batch) }
@@ -221,8 +233,8 @@ public final class InferenceQueue: Service, @unchecked Sendable {
         condition.lock()
         defer { condition.unlock() }
         while true {
-            while head == waiting.count {
-                if stopping { return nil }
+            while head == waiting.count || paused {
+                if stopping && head == waiting.count { return nil }
                 condition.wait()
             }
             // Full, old enough, or shutting down: take it. Otherwise sleep until the oldest image's deadline.

@@ -4,10 +4,10 @@ import Foundation
 ///
 /// Every CNN reduces its last feature map to a vector before its classifier, by a global or adaptive average pool or
 /// by flattening; both operations report their (N, C, H, W) input to the probe active on the calling thread. The probe
-/// replaces each reported map by a tape leaf with the same values, whose gradient it keeps: the last map with more
-/// than one position that the forward pass reduces is the target (a pool's 1×1 output flattened afterwards, and a
-/// squeeze-excitation block's pooling earlier in the network, are passed over). A leaf cuts the tape above it, so a
-/// backward pass from the logits runs through the classifier alone.
+/// keeps each reported map and the gradient that reaches it: the last map with more than one position that the forward
+/// pass reduces is the target (a pool's 1×1 output flattened afterwards, and a squeeze-excitation block's pooling
+/// earlier in the network, are passed over). With the parameters frozen, the first map is a tape leaf, so a backward
+/// pass from the logits runs no further back than it.
 ///
 /// This is the probe of imported ONNX graphs too (their GlobalAveragePool and Flatten run the same operations).
 public final class FeatureMapProbe {
@@ -45,8 +45,13 @@ public final class FeatureMapProbe {
         let probe = Unmanaged<FeatureMapProbe>.fromOpaque(raw).takeUnretainedValue()
         let map = Map(values: x.detached)
         probe.maps.append(map)
-        return map.values.trackingGradient { gradient in
-            map.gradient = try map.gradient.map { try $0.adding(gradient) } ?? gradient
+        func keep(_ gradient: Tensor) throws { map.gradient = try map.gradient.map { try $0.adding(gradient) } ?? gradient }
+        // The first map on a tape-free trunk becomes a leaf; later ones (a pool's output flattened, or the network's
+        // last map after a squeeze-excitation pooling) pass their gradient on, so the earlier maps still receive theirs.
+        guard x.requiresGradient else { return map.values.trackingGradient(into: keep) }
+        return x.detached.recorded(from: [x]) { gradient in
+            try keep(gradient)
+            return [gradient]
         }
     }
 }

@@ -270,6 +270,9 @@ struct FineTuningCommandLineTests {
                                      "--epochs", "1", "--limit-train", "10000", "--limit-test", "1000", "--batch-size", "64",
                                      "--lr", "0.1", "--output", folder + "/pre", "--quiet"])
         try #require(pretrain.status == 0, "\(pretrain.error)")
+        // The report shows the hardest mistakes with their Grad-CAM maps.
+        let html = try String(contentsOfFile: folder + "/pre/report.html", encoding: .utf8)
+        #expect(html.contains("<img class=cam"), "report.html has no Grad-CAM overlay")
         let few = ["--dataset", "fashion-mnist", "--classes", "5,6,7,8,9", "--limit-per-class", "10", "--batch-size", "10",
                    "--lr", "0.05", "--limit-test", "1000", "--json", "--quiet"]
         func accuracy(_ flags: [String]) throws -> Double {
