@@ -46,7 +46,8 @@ public final class FoveaServer: @unchecked Sendable {
     public init(classifier: ImageClassifier, configuration: ServeConfiguration, logger: Logger = Logger(label: "fovea.serve")) throws {
         (self.classifier, self.configuration, self.logger) = (classifier, configuration, logger)
         metrics = ServeMetrics(maxBatch: configuration.limits.maxBatch)
-        queue = InferenceQueue(classifier: classifier, limits: configuration.limits, metrics: metrics, logger: logger)
+        queue = InferenceQueue(classifier: classifier, limits: configuration.limits, pixelLimit: configuration.maxImagePixels,
+                               metrics: metrics, logger: logger)
         version = try Self.digest(of: classifier.path)
     }
 
@@ -64,7 +65,8 @@ public final class FoveaServer: @unchecked Sendable {
 
     /// The router with every route; wrong methods on known paths get 405, unknown paths 404, both as JSON.
     public func makeRouter() -> Router<BasicRequestContext> {
-        let router = Router(context: BasicRequestContext.self)
+        // HEAD of every GET route answers with its headers.
+        let router = Router(context: BasicRequestContext.self, options: .autoGenerateHeadEndpoints)
         router.add(middleware: ErrorAndMetricsMiddleware(server: self))
         let routes: [(String, [HTTPRequest.Method])] = [
             ("/", [.get]), ("/v1/predict", [.post]), ("/v1/explain", [.post]), ("/v1/model", [.get]), ("/healthz", [.get]),
@@ -161,25 +163,31 @@ public final class FoveaServer: @unchecked Sendable {
         return parts.enumerated().map { index, part in (part.filename ?? part.name ?? "part \(index + 1)", part.body) }
     }
 
-    /// Decodes and prepares each image; the error names the image and says what is wrong with it.
-    func prepare(_ images: [(name: String, bytes: [UInt8])]) throws -> [PreparedImage] {
+    /// The uploads, after the check that each is a JPEG or PNG by its first bytes (415 otherwise, before queueing);
+    /// the inference thread decodes them (a damaged one is 400 then).
+    func uploads(_ images: [(name: String, bytes: [UInt8])]) throws -> [InferenceQueue.Upload] {
         try images.map { image in
-            do {
-                return try classifier.prepare(bytes: image.bytes, name: image.name, pixelLimit: configuration.maxImagePixels)
-            } catch let error as ImageError {
-                if case .unknownFormat = error {
-                    throw ServeError(status: .unsupportedMediaType, code: "unsupported_media_type",
-                                     message: "'\(image.name)' is neither a JPEG nor a PNG image (checked by its first bytes)")
-                }
-                let code: String
-                switch error {
-                case .tooManyPixels: code = "too_many_pixels"
-                case .empty: code = "empty_image"
-                default: code = "damaged_image"
-                }
-                throw ServeError.badRequest(error.description, code: code)
+            guard !image.bytes.isEmpty else { throw ServeError.badRequest("image '\(image.name)' is empty", code: "empty_image") }
+            guard image.bytes.starts(with: [0xFF, 0xD8, 0xFF]) || image.bytes.starts(with: [0x89, 0x50, 0x4E, 0x47, 0x0D, 0x0A, 0x1A, 0x0A]) else {
+                throw ServeError(status: .unsupportedMediaType, code: "unsupported_media_type",
+                                 message: "'\(image.name)' is neither a JPEG nor a PNG image (checked by its first bytes)")
             }
+            return InferenceQueue.Upload(name: image.name, bytes: image.bytes)
         }
+    }
+
+    /// The answer to an image that could not be decoded: what is wrong with it, naming it.
+    static func imageError(_ error: ImageError) -> ServeError {
+        if case .unknownFormat = error {
+            return ServeError(status: .unsupportedMediaType, code: "unsupported_media_type", message: error.description)
+        }
+        let code: String
+        switch error {
+        case .tooManyPixels: code = "too_many_pixels"
+        case .empty: code = "empty_image"
+        default: code = "damaged_image"
+        }
+        return ServeError.badRequest(error.description, code: code)
     }
 
     func topK(_ request: Request) throws -> Int {
@@ -192,6 +200,8 @@ public final class FoveaServer: @unchecked Sendable {
     func queued(_ body: () async throws -> [InferenceQueue.Result]) async throws -> [InferenceQueue.Result] {
         do { return try await body() } catch let failure as InferenceQueue.Failure {
             switch failure {
+            case let .badImage(error):
+                throw Self.imageError(error)
             case .notReady:
                 throw ServeError(status: .serviceUnavailable, code: "not_ready", message: failure.description, headers: [.retryAfter: "1"])
             case .shuttingDown:
@@ -219,7 +229,7 @@ public final class FoveaServer: @unchecked Sendable {
             throw ServeError(status: .contentTooLarge, code: "too_many_images",
                              message: "\(images.count) images in one request, more than --max-queue \(configuration.limits.maxQueue)")
         }
-        let prepared = try prepare(images)
+        let prepared = try uploads(images)
         let results = try await queued { try await queue.classify(prepared) }
         metrics.countImages(results.count, route: "/v1/predict")
         let classes = classifier.sidecar.classes
@@ -227,7 +237,8 @@ public final class FoveaServer: @unchecked Sendable {
             let (image, result) = pair
             return ["image": image.name, "position": index,
                     "top": result.classification!.top(k).map { ["class": classes[$0.index], "index": $0.index, "probability": Double($0.probability)] },
-                    "timing": ["queued_ms": result.queuedSeconds * 1000, "compute_ms": result.computeSeconds * 1000, "batch_size": result.batchSize]]
+                    "timing": ["queued_ms": result.queuedSeconds * 1000, "preprocess_ms": result.preprocessSeconds * 1000,
+                               "compute_ms": result.computeSeconds * 1000, "batch_size": result.batchSize]]
         }
         if wantsHTML { return html(Page.results(predictions, model: classifier.sidecar.architecture)) }
         return json(["model": modelSummary, "predictions": predictions])
@@ -245,7 +256,7 @@ public final class FoveaServer: @unchecked Sendable {
             throw ServeError(status: .contentTooLarge, code: "too_many_images",
                              message: "\(images.count) images to explain at once, more than --max-batch \(configuration.limits.maxBatch)")
         }
-        let prepared = try prepare(images)
+        let prepared = try uploads(images)
         let results = try await queued { try await queue.explain(prepared, classes: Array(repeating: wanted, count: prepared.count)) }
         metrics.countImages(results.count, route: "/v1/explain")
         if request.uri.queryParameters.get("format") == "png", let first = results.first?.explanation {
@@ -260,7 +271,8 @@ public final class FoveaServer: @unchecked Sendable {
             object["position"] = index
             object["class"] = classes[explanation.map.classIndex]
             object["overlay_png"] = "data:image/png;base64," + Data(explanation.overlayPNG()).base64EncodedString()
-            object["timing"] = ["queued_ms": result.queuedSeconds * 1000, "compute_ms": result.computeSeconds * 1000]
+            object["timing"] = ["queued_ms": result.queuedSeconds * 1000, "preprocess_ms": result.preprocessSeconds * 1000,
+                                "compute_ms": result.computeSeconds * 1000]
             return object
         }
         return json(["model": modelSummary, "explanations": explanations])
