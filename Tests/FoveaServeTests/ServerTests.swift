@@ -40,33 +40,51 @@ enum Fixture {
     static func classifier() throws -> ImageClassifier { try ImageClassifier(weights: weights) }
 }
 
-/// A running server on a free loopback port, stopped (gracefully) at the end of `body`.
+/// A server running in this process on a free loopback port.
+struct RunningServer {
+    let server: FoveaServer
+    let port: Int
+    let group: ServiceGroup
+    let task: Task<Void, Error>
+
+    /// Starts it and waits until it listens and its model is warmed up.
+    static func start(_ configure: (inout ServeConfiguration) -> Void = { _ in }) async throws -> RunningServer {
+        var configuration = ServeConfiguration()
+        configuration.port = 0
+        configuration.limits.maxDelay = 0.002
+        configure(&configuration)
+        var logger = Logger(label: "fovea.serve.test")
+        logger.logLevel = .error
+        let server = try FoveaServer(classifier: Fixture.classifier(), configuration: configuration, logger: logger)
+        let port = PortBox()
+        let group = ServiceGroup(configuration: .init(services: [server.makeApplication { port.set($0) }], logger: logger))
+        let task = Task { try await group.run() }
+        let deadline = Date().addingTimeInterval(30)
+        while port.value == nil || !server.queue.isReady {
+            try #require(Date() < deadline, "the server did not start")
+            try await Task.sleep(nanoseconds: 5_000_000)
+        }
+        return RunningServer(server: server, port: port.value!, group: group, task: task)
+    }
+
+    /// Graceful shutdown, and its end.
+    func stop() async throws {
+        await group.triggerGracefulShutdown()
+        try await task.value
+    }
+}
+
+/// A running server, stopped (gracefully) at the end of `body`.
 func withServer(_ configure: (inout ServeConfiguration) -> Void = { _ in },
                 _ body: (_ port: Int, _ server: FoveaServer) async throws -> Void) async throws {
-    var configuration = ServeConfiguration()
-    configuration.port = 0
-    configuration.limits.maxDelay = 0.002
-    configure(&configuration)
-    var logger = Logger(label: "fovea.serve.test")
-    logger.logLevel = .error
-    let server = try FoveaServer(classifier: Fixture.classifier(), configuration: configuration, logger: logger)
-    let port = PortBox()
-    let group = ServiceGroup(configuration: .init(services: [server.makeApplication { port.set($0) }], logger: logger))
-    let running = Task { try await group.run() }
-    let deadline = Date().addingTimeInterval(30)
-    while port.value == nil || !server.queue.isReady {
-        try #require(Date() < deadline, "the server did not start")
-        try await Task.sleep(nanoseconds: 5_000_000)
-    }
+    let running = try await RunningServer.start(configure)
     do {
-        try await body(port.value!, server)
+        try await body(running.port, running.server)
     } catch {
-        await group.triggerGracefulShutdown()
-        _ = try? await running.value
+        try? await running.stop()
         throw error
     }
-    await group.triggerGracefulShutdown()
-    try await running.value
+    try await running.stop()
 }
 
 final class PortBox: @unchecked Sendable {
@@ -329,23 +347,15 @@ struct ServerTests {
 
     @Test("graceful shutdown answers the requests in flight, then stops accepting connections")
     func gracefulShutdown() async throws {
-        var configuration = ServeConfiguration()
-        configuration.port = 0
-        var logger = Logger(label: "fovea.serve.test")
-        logger.logLevel = .error
-        let server = try FoveaServer(classifier: Fixture.classifier(), configuration: configuration, logger: logger)
-        let port = PortBox()
-        let group = ServiceGroup(configuration: .init(services: [server.makeApplication { port.set($0) }], logger: logger))
-        let running = Task { try await group.run() }
-        while port.value == nil || !server.queue.isReady { try await Task.sleep(nanoseconds: 5_000_000) }
-        server.queue.pause()
-        let inFlight = (0..<3).map { k in Task { try await http("POST", "/v1/predict", port: port.value!, body: Fixture.png(k)) } }
-        while server.queue.depth < 3 { try await Task.sleep(nanoseconds: 2_000_000) }
-        await group.triggerGracefulShutdown()
+        let running = try await RunningServer.start { $0.limits.maxDelay = 0.005 }
+        running.server.queue.pause()
+        let inFlight = (0..<3).map { k in Task { try await http("POST", "/v1/predict", port: running.port, body: Fixture.png(k)) } }
+        while running.server.queue.depth < 3 { try await Task.sleep(nanoseconds: 2_000_000) }
+        await running.group.triggerGracefulShutdown()
         try await Task.sleep(nanoseconds: 200_000_000)
-        server.queue.resume()
+        running.server.queue.resume()
         for request in inFlight { #expect(try await request.value.status == 200) }
-        try await running.value
-        await #expect(throws: HTTPFailure.self) { try await http("GET", "/healthz", port: port.value!) }
+        try await running.task.value
+        await #expect(throws: HTTPFailure.self) { try await http("GET", "/healthz", port: running.port) }
     }
 }
