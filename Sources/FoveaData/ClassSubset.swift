@@ -16,21 +16,20 @@ public struct ClassSelection: Equatable, Sendable {
         var labels: [Int] = []
         for raw in tokens {
             let token = raw.trimmingCharacters(in: .whitespaces)
-            let label: Int
-            if let index = classNames.firstIndex(of: token) {
-                label = index
-            } else if let index = Int(token), classNames.indices.contains(index) {
-                label = index
-            } else if let index = classNames.firstIndex(where: { $0.lowercased() == token.lowercased() }) {
-                label = index
-            } else {
-                throw .unknownClass(token: token, classNames: classNames)
-            }
+            guard let label = Self.index(of: token, in: classNames) else { throw .unknownClass(token: token, classNames: classNames) }
             guard !labels.contains(label) else { throw .repeated(name: classNames[label]) }
             labels.append(label)
         }
         self.labels = labels
         names = labels.map { classNames[$0] }
+    }
+
+    /// The class a token names: an exact class name, else an index in range, else a name ignoring case; nil if none.
+    /// The rule of `--classes`, `fovea predict --explain-class` and `fovea serve`'s `?class=`.
+    public static func index(of token: String, in classNames: [String]) -> Int? {
+        if let index = classNames.firstIndex(of: token) { return index }
+        if let index = Int(token), classNames.indices.contains(index) { return index }
+        return classNames.firstIndex { $0.lowercased() == token.lowercased() }
     }
 
     /// The new label of each original label (−1 for classes left out).

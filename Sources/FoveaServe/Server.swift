@@ -246,9 +246,7 @@ public final class FoveaServer: @unchecked Sendable {
 
     func explain(_ request: Request) async throws -> Response {
         let wanted = try request.uri.queryParameters.get("class").map { text -> Int in
-            if let index = Int(text), (0..<classifier.classCount).contains(index) { return index }
-            if let index = classifier.sidecar.classes.firstIndex(of: text)
-                ?? classifier.sidecar.classes.firstIndex(where: { $0.lowercased() == text.lowercased() }) { return index }
+            if let index = ClassSelection.index(of: String(text), in: classifier.sidecar.classes) { return index }
             throw ServeError.badRequest("class '\(text)' is neither an index in 0…\(classifier.classCount - 1) nor a class name", code: "bad_parameter")
         }
         let images = try await images(of: request)

@@ -105,14 +105,11 @@ struct Predict: ParsableCommand {
     }
 }
 
-/// A class given by index or by name (exact, then case-insensitive), for the model's class names.
+/// A class given by name or index (`ClassSelection.index(of:in:)`), for the model's class names.
 func classIndex(_ text: String, in classes: [String]) throws -> Int {
+    if let index = ClassSelection.index(of: text, in: classes) { return index }
     if let index = Int(text) {
-        guard (0..<classes.count).contains(index) else {
-            throw TrainingError.invalidOption("class \(index) does not exist: the model has \(classes.count) classes (0…\(classes.count - 1))")
-        }
-        return index
+        throw TrainingError.invalidOption("class \(index) does not exist: the model has \(classes.count) classes (0…\(classes.count - 1))")
     }
-    if let index = classes.firstIndex(of: text) ?? classes.firstIndex(where: { $0.lowercased() == text.lowercased() }) { return index }
     throw TrainingError.invalidOption("no class is named '\(text)'; the model's classes are \(classes.joined(separator: ", "))")
 }
