@@ -160,7 +160,7 @@ public final class InferenceQueue: Service, @unchecked Sendable {
                 guard let self, let job else { return }
                 self.condition.withLock {
                     guard !job.finished else { return }
-                    self.waiting.removeSubrange(self.head...) { $0.job === job }
+                    self.waiting[self.head...].removeAll { $0.job === job }
                     self.finish(job, .failure(Failure.timedOut(seconds: timeout)))
                     self.metrics?.queueDepth.set(Double(self.waiting.count - self.head))
                 }
@@ -343,13 +343,5 @@ public final class InferenceQueue: Service, @unchecked Sendable {
                 }
             }
         }
-    }
-}
-
-extension Array {
-    /// Removes the elements of `range` that match, keeping the order of the others.
-    mutating func removeSubrange(_ range: PartialRangeFrom<Int>, where shouldRemove: (Element) -> Bool) {
-        let kept = self[range].filter { !shouldRemove($0) }
-        replaceSubrange(range, with: kept)
     }
 }
