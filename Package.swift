@@ -8,8 +8,11 @@ let package = Package(
     name: "Fovea",
     platforms: [.macOS(.v14)],
     products: [
-        .library(name: "Fovea", targets: ["FoveaTensor", "FoveaNN", "FoveaOptim", "FoveaData", "FoveaModels", "FoveaONNX", "FoveaTrain", "FoveaServe"]),
+        .library(name: "Fovea", targets: ["FoveaTensor", "FoveaNN", "FoveaOptim", "FoveaData", "FoveaModels", "FoveaONNX", "FoveaTrain", "FoveaServe", "FoveaDistributed"]),
         .executable(name: "fovea", targets: ["fovea"]),
+        // Fovea's bridge to Open MPI (libFoveaMPI.so), opened at run time by FoveaDistributed under mpirun only: the
+        // fovea binary itself does not link libmpi.
+        .library(name: "FoveaMPI", type: .dynamic, targets: ["CFoveaMPI"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -27,6 +30,8 @@ let package = Package(
                        providers: [.apt(["libdnnl-dev"])]),
         .systemLibrary(name: "CImageCodecs", path: "Sources/CImageCodecs",
                        providers: [.apt(["libjpeg62-turbo-dev", "libturbojpeg0-dev", "libpng-dev", "zlib1g-dev"])]),
+        .systemLibrary(name: "CMPI", path: "Sources/CMPI", pkgConfig: "ompi", providers: [.apt(["libopenmpi-dev"])]),
+        .target(name: "CFoveaMPI", dependencies: ["CMPI"]),
         // C loops for what oneDNN 2.6 does slowly (training max pooling), run on oneDNN's OpenMP threads (libgomp).
         .target(name: "CFoveaKernels", cSettings: [.unsafeFlags(["-O3"])], linkerSettings: [.linkedLibrary("gomp")]),
         .target(name: "FoveaTensor", dependencies: ["CDNNL", "CFoveaKernels"]),
@@ -38,7 +43,10 @@ let package = Package(
         .target(name: "FoveaModels", dependencies: ["FoveaNN"]),
         .target(name: "FoveaONNX", dependencies: ["FoveaTensor", "FoveaNN",
                                                  .product(name: "SwiftProtobuf", package: "swift-protobuf")]),
-        .target(name: "FoveaTrain", dependencies: ["FoveaTensor", "FoveaNN", "FoveaOptim", "FoveaData", "FoveaModels", "FoveaONNX"]),
+        // Data-parallel training on Open MPI: Communicator, DistributedDataParallel.
+        .target(name: "FoveaDistributed", dependencies: ["FoveaTensor", "FoveaNN"]),
+        .target(name: "FoveaTrain", dependencies: ["FoveaTensor", "FoveaNN", "FoveaOptim", "FoveaData", "FoveaModels", "FoveaONNX",
+                                                  "FoveaDistributed"]),
         .target(name: "FoveaServe", dependencies: [
             "FoveaTrain", "FoveaData", "FoveaTensor",
             .product(name: "Hummingbird", package: "hummingbird"),
@@ -59,6 +67,7 @@ let package = Package(
                     exclude: ["Fixtures"]),
         .testTarget(name: "FoveaTrainTests", dependencies: ["FoveaTrain"]),
         .testTarget(name: "FoveaONNXTests", dependencies: ["FoveaONNX", "FoveaTrain", "FoveaModels"]),
+        .testTarget(name: "FoveaDistributedTests", dependencies: ["FoveaDistributed", "FoveaTrain", "FoveaModels", "FoveaNN"]),
         .testTarget(name: "FoveaServeTests", dependencies: ["FoveaServe", "FoveaTrain", "FoveaModels", "FoveaData",
                                                            .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                                                            .product(name: "Logging", package: "swift-log")]),

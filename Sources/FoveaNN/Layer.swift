@@ -1,3 +1,4 @@
+import Foundation
 import Synchronization
 import FoveaTensor
 
@@ -138,10 +139,44 @@ public final class Parameter {
     /// The value as a tape leaf: gradients that reach it are added into `grad`. A frozen parameter's plain value.
     public var tracked: Tensor {
         if isFrozen { return value }
+        let observer = GradientObservation.current
+        if Autodiff.isRecording { observer?.parameterUsed(self) }
         return value.trackingGradient { [unowned self] gradient in
             let plain = try gradient.reordered(to: .plain)
             if let existing = grad { grad = try existing + plain } else { grad = plain }
+            try observer?.gradientAccumulated(self)
         }
+    }
+}
+
+/// Watches parameters join the tape and their gradients arrive, so that work on a gradient (data-parallel
+/// training's allreduce) can start as soon as it is final, while the backward pass goes on.
+public protocol GradientObserver: AnyObject {
+    /// `parameter` was read as a tape leaf (once per use in the forward pass).
+    func parameterUsed(_ parameter: Parameter)
+    /// One use's gradient was added into `parameter.grad`; it is final once every use's has arrived.
+    func gradientAccumulated(_ parameter: Parameter) throws
+}
+
+/// The gradient observer of the current thread.
+public enum GradientObservation {
+    private static let key: pthread_key_t = {
+        var key = pthread_key_t()
+        pthread_key_create(&key, nil)
+        return key
+    }()
+
+    /// The observer installed on this thread by `observing(_:_:)`, if any.
+    public static var current: GradientObserver? {
+        pthread_getspecific(key).map { Unmanaged<AnyObject>.fromOpaque($0).takeUnretainedValue() as? GradientObserver } ?? nil
+    }
+
+    /// Runs `body` (a forward and backward pass) with `observer` told of every tracked parameter and gradient.
+    public static func observing<R>(_ observer: GradientObserver, _ body: () throws -> R) rethrows -> R {
+        let saved = pthread_getspecific(key)
+        pthread_setspecific(key, Unmanaged.passUnretained(observer as AnyObject).toOpaque())
+        defer { pthread_setspecific(key, saved) }
+        return try body()
     }
 }
 

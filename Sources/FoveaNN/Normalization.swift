@@ -11,6 +11,10 @@ public final class BatchNorm2D: ModeDependentLayer {
     /// Weight of the newest batch in the running statistics (PyTorch's `momentum`).
     public let momentum: Float
     public var isTraining = true
+    /// Synchronised batch norm (data-parallel training's --sync-batch-norm): adds an array over all replicas, so that
+    /// training-mode statistics are those of every replica's batch together (see `batchNormTrainingSynchronized`).
+    /// nil: this batch's statistics alone.
+    public var synchronization: (([Double]) throws -> [Double])?
 
     public var stateKeys: [String: String] {
         ["runningMean": "running_mean", "runningVariance": "running_var", "batchesTracked": "num_batches_tracked"]
@@ -55,10 +59,18 @@ public final class BatchNorm2D: ModeDependentLayer {
                                            variance: runningVariance.value, epsilon: epsilon, name: name)
             return fusingReLU ? try relu(y) : y
         }
-        let result = try batchNormTraining(x, scale: weight.tracked, shift: bias.tracked, epsilon: epsilon,
+        let result: BatchNormOutput
+        if let synchronization {
+            var synchronized = try batchNormTrainingSynchronized(x, scale: weight.tracked, shift: bias.tracked, epsilon: epsilon,
+                                                                 name: name, sum: synchronization)
+            if fusingReLU { synchronized.output = try relu(synchronized.output) }
+            result = synchronized
+        } else {
+            result = try batchNormTraining(x, scale: weight.tracked, shift: bias.tracked, epsilon: epsilon,
                                            fusingReLU: fusingReLU, name: name)
+        }
         // PyTorch updates running variance with the unbiased batch variance.
-        let n = Float(x.shape[0] * x.shape[2] * x.shape[3])
+        let n = Float(result.count)
         let correction = n > 1 ? n / (n - 1) : 1
         let mean = runningMean.value.copy(), variance = runningVariance.value.copy()
         for c in 0..<result.mean.count {

@@ -1,5 +1,6 @@
 import Foundation
 import FoveaData
+import FoveaDistributed
 import FoveaNN
 import FoveaTensor
 
@@ -50,9 +51,13 @@ public final class SkippedSampleCollector {
 
 /// Runs `model` in evaluation mode without recording over all of `data` and builds the full report; with `skipped`,
 /// samples that cannot be loaded are left out (and collected there) instead of stopping with their error.
+///
+/// With a `communicator` (data-parallel training) each rank evaluates a contiguous shard of `data` and the counts are
+/// summed over the ranks — confusion matrix, top-5, loss, skipped samples, the hardest mistakes — so every rank gets the
+/// report of the whole set, the same as one process's (every rank must call it, with the same model).
 public func evaluate(model: Layer, on data: ImageClassificationSet, batchSize: Int, split: String,
                      mistakes: MistakeCollector? = nil, workers: Int = 0,
-                     skipped: SkippedSampleCollector? = nil) throws -> ClassificationReport {
+                     skipped: SkippedSampleCollector? = nil, communicator: Communicator? = nil) throws -> ClassificationReport {
     model.eval()
     defer { model.train() }
     let classCount = data.info.classCount
@@ -60,8 +65,10 @@ public func evaluate(model: Layer, on data: ImageClassificationSet, batchSize: I
     var top5 = TopKAccuracy(k: min(5, classCount))
     var lossSum = 0.0
     var evaluated = 0
+    let shard = communicator.map { evaluationShard(count: data.count, rank: $0.rank, size: $0.size) } ?? 0..<data.count
+    let localMistakes = communicator == nil ? mistakes : mistakes.map { MistakeCollector(limit: $0.limit) }
     let stream = data.loader(batchSize: batchSize, workers: workers, train: false, skipBadSamples: skipped != nil)
-        .batches(order: Array(0..<data.count), epoch: 0)
+        .batches(order: Array(shard), epoch: 0)
     defer { stream.stop() }
     try Autodiff.withoutRecording {
         while let batch = try stream.nextBatch() {
@@ -83,7 +90,7 @@ public func evaluate(model: Layer, on data: ImageClassificationSet, batchSize: I
                     var best = 0
                     for j in 1..<classCount where scores[j] > scores[best] { best = j }
                     confusion.add(actual: Int(label), predicted: best)
-                    if let mistakes, best != Int(label) {
+                    if let mistakes = localMistakes, best != Int(label) {
                         var total = 0.0
                         for j in 0..<classCount { total += exp(Double(scores[j] - scores[best])) }
                         let probability = { (j: Int) in exp(Double(scores[j] - scores[best])) / total }
@@ -95,12 +102,60 @@ public func evaluate(model: Layer, on data: ImageClassificationSet, batchSize: I
             }
         }
     }
+    var skippedCount = stream.skipped.count
     skipped?.add(stream.skipped)
+    if let communicator {
+        // Sums of the shards' counts; the hardest mistakes of every shard, of which the whole set's are the hardest.
+        let counts = try communicator.allreduce(confusion.counts.map(Int64.init) + [Int64(top5.correct), Int64(top5.total),
+                                                                                     Int64(evaluated), Int64(skippedCount)])
+        let n = classCount * classCount
+        var summed = ConfusionMatrix(classCount: classCount)
+        for actual in 0..<classCount {
+            for predicted in 0..<classCount where counts[actual * classCount + predicted] > 0 {
+                summed.add(actual: actual, predicted: predicted, count: Int(counts[actual * classCount + predicted]))
+            }
+        }
+        confusion = summed
+        top5 = TopKAccuracy(k: top5.k, correct: Int(counts[n]), total: Int(counts[n + 1]))
+        (evaluated, skippedCount) = (Int(counts[n + 2]), Int(counts[n + 3]))
+        lossSum = try communicator.allreduce([lossSum])[0]
+        if let mistakes, let localMistakes {
+            for mistake in try gatherMistakes(localMistakes.mistakes, limit: mistakes.limit, communicator: communicator) {
+                mistakes.consider(mistake)
+            }
+        }
+    }
     guard evaluated > 0 else {
-        let left = stream.skipped.count
+        let left = skippedCount
         throw TrainingError.noSamples("the \(split) split of \(data.info.name) has no sample to evaluate"
                                       + (left > 0 ? " (all \(left) were skipped as unreadable)" : "") + "; no accuracy can be given")
     }
     return ClassificationReport(dataset: data.info.name, split: split, loss: lossSum / Double(max(evaluated, 1)),
                                 confusion: confusion, top5: top5, classNames: data.info.classNames)
+}
+
+/// The contiguous part of `count` samples that rank `rank` of `size` evaluates (the first `count % size` ranks take one
+/// more).
+public func evaluationShard(count: Int, rank: Int, size: Int) -> Range<Int> {
+    let (quotient, remainder) = count.quotientAndRemainder(dividingBy: max(size, 1))
+    let start = rank * quotient + min(rank, remainder)
+    return start..<(start + quotient + (rank < remainder ? 1 : 0))
+}
+
+/// Every rank's mistakes (at most `limit` each), as five numbers per mistake padded to `limit`, gathered on all ranks.
+func gatherMistakes(_ mistakes: [Mistake], limit: Int, communicator: Communicator) throws -> [Mistake] {
+    var values = [Double](repeating: -1, count: limit * 5)
+    for (i, mistake) in mistakes.prefix(limit).enumerated() {
+        values.replaceSubrange((i * 5)..<(i * 5 + 5), with: [Double(mistake.index), Double(mistake.actual),
+                                                              Double(mistake.predicted), mistake.confidence, mistake.loss])
+    }
+    let bytes = values.withUnsafeBytes { Array($0) }
+    return try communicator.allgather(bytes: bytes).flatMap { rankBytes -> [Mistake] in
+        let numbers = rankBytes.withUnsafeBytes { Array($0.bindMemory(to: Double.self)) }
+        return (0..<limit).compactMap { i in
+            numbers[i * 5] < 0 ? nil : Mistake(index: Int(numbers[i * 5]), actual: Int(numbers[i * 5 + 1]),
+                                                predicted: Int(numbers[i * 5 + 2]), confidence: numbers[i * 5 + 3],
+                                                loss: numbers[i * 5 + 4])
+        }
+    }
 }

@@ -139,6 +139,9 @@ public struct TopKAccuracy: Equatable, Sendable {
     /// A counter for top-`k` accuracy.
     public init(k: Int) { self.k = k }
 
+    /// A counter holding `correct` of `total` (counts summed over data-parallel ranks).
+    init(k: Int, correct: Int, total: Int) { (self.k, self.correct, self.total) = (k, correct, total) }
+
     /// Records one sample from its row of scores (logits or probabilities).
     /// - Precondition: `label` indexes `scores`.
     public mutating func add(scores: UnsafeBufferPointer<Float>, label: Int) {

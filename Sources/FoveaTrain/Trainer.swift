@@ -1,5 +1,6 @@
 import Foundation
 import FoveaData
+import FoveaDistributed
 import FoveaModels
 import FoveaNN
 import FoveaOptim
@@ -367,6 +368,18 @@ public final class Trainer {
 
     /// For tests of crash recovery: the process sends itself SIGKILL right after this optimizer step.
     public var killAfterStep: Int?
+    /// With `killAfterStep` in data-parallel training: only this rank kills itself (nil: every rank).
+    public var killRank: Int?
+
+    /// Data-parallel training: the job's ranks (from `Communicator.launched()`, under mpirun). Every rank runs the same
+    /// `fit` with the same options; each trains on its part of every batch, evaluates a shard of the test set, and
+    /// rank 0 alone writes files. nil: one process.
+    public var communicator: Communicator?
+    /// The gradient synchronisation of the last `fit` in data-parallel training (its communication statistics).
+    public private(set) var dataParallel: DistributedDataParallel?
+
+    /// Whether this process writes the run's files and progress (rank 0, or the only process).
+    var isPrimary: Bool { (communicator?.rank ?? 0) == 0 }
 
     /// Checkpoint written every `checkpointEvery` steps and at every epoch end (in the output directory).
     public static let lastCheckpointName = "checkpoint-last.safetensors"
@@ -383,6 +396,10 @@ public final class Trainer {
             if let mean = initial.mean, let std = initial.std { (options.mean, options.std) = (mean, std) }
         }
         let (train, test) = try loadData()
+        if let communicator, options.batchSize % communicator.size != 0 {
+            throw TrainingError.invalidOption("--batch-size \(options.batchSize) is not divisible by the \(communicator.size) ranks: "
+                                              + "each rank trains on batch-size ÷ ranks images of every batch")
+        }
         Initialization.seed(options.seed)
         let model = try ModelZoo.make(options.model, classCount: train.info.classCount, inputChannels: train.sampleShape[0])
         if let initial {
@@ -394,29 +411,46 @@ public final class Trainer {
         let optimizer = try options.makeOptimizer(model.parameters())
         _ = try ParameterSchedule.plan(for: 1, options: options, model: model)
         let average = try options.emaDecay.map { try WeightAverage(model: model, decay: $0) }
-        let output = try options.outputDirectory.map { try OutputDirectory(path: $0) }
-        let tensorboard = try options.tensorboardDirectory.map { try TensorBoardWriter(directory: $0) }
+        // In data-parallel training rank 0 alone writes the run's directory and TensorBoard files.
+        let output = try options.outputDirectory.flatMap { isPrimary ? try OutputDirectory(path: $0) : nil }
+        let tensorboard = try options.tensorboardDirectory.flatMap { isPrimary ? try TensorBoardWriter(directory: $0) : nil }
         var state = TrainingProgress()
         if options.schedule == "plateau" {
             state.plateau = ReduceOnPlateau(factor: options.stepGamma, patience: options.plateauPatience,
                                             maximize: options.monitor == "test_accuracy")
         }
         if resume {
-            guard let output else { throw TrainingError.invalidOption("--resume needs the run's directory") }
-            state = try Checkpoint.restore(from: output.file(Self.lastCheckpointName), model: model, optimizer: optimizer,
-                                           average: average)
+            guard let directory = options.outputDirectory else { throw TrainingError.invalidOption("--resume needs the run's directory") }
+            let path = (directory as NSString).appendingPathComponent(Self.lastCheckpointName)
+            if let communicator {
+                state = try restoreDistributed(from: path, communicator: communicator, model: model, optimizer: optimizer,
+                                               average: average)
+            } else {
+                state = try Checkpoint.restore(from: path, model: model, optimizer: optimizer, average: average)
+            }
         }
+        let parallel = try communicator.map { communicator in
+            try startDataParallel(communicator: communicator, model: model, train: train, test: test)
+        }
+        dataParallel = parallel
         for name in output?.removedLeftovers ?? [] { progress.note("removed \(name), left by an interrupted write") }
         func saveCheckpoint(_ name: String) throws {
+            // Every rank takes part (the epoch's running sums are summed over the ranks); rank 0 writes.
+            var progress = state
+            if let communicator { progress = try globalProgress(state, communicator: communicator) }
             guard let output else { return }
             try Checkpoint.save(to: output.file(name), model: model, optimizer: optimizer, average: average, options: options,
-                                progress: state)
+                                progress: progress)
         }
 
         let workers = options.workers ?? (train.isFolder ? 2 : 0)
-        let trainLoader = train.loader(batchSize: options.batchSize, workers: workers, train: true,
-                                       dropLast: options.dropLast, skipBadSamples: options.skipBadFiles)
-        let batchesPerEpoch = trainLoader.batchCount(samples: train.count)
+        let ranks = communicator?.size ?? 1, rank = communicator?.rank ?? 0
+        // In data-parallel training each rank loads its part (batch-size ÷ ranks) of every batch.
+        let trainLoader = train.loader(batchSize: options.batchSize / ranks, workers: workers, train: true,
+                                       dropLast: false, skipBadSamples: options.skipBadFiles)
+        let globalBatches = DataLoader(sampleShape: train.sampleShape, batchSize: options.batchSize, workers: 0,
+                                       dropLast: options.dropLast) { _, _, _ in 0 }
+        let batchesPerEpoch = globalBatches.batchCount(samples: train.count)
         guard train.count > 0 else { throw TrainingError.noSamples("the training split of \(train.info.name) has no samples") }
         guard batchesPerEpoch > 0 else {
             throw TrainingError.invalidOption("--drop-last with \(train.count) training samples and --batch-size "
@@ -449,14 +483,30 @@ public final class Trainer {
             let order = train.order(epoch: epoch, seed: options.seed, shuffle: true)
             let start = Date()
             var learningRate = optimizer.learningRate
-            let batchCount = trainLoader.batchCount(samples: order.count)
-            let stream = trainLoader.batches(order: order, epoch: epoch, startBatch: state.batch)
+            let batchCount = globalBatches.batchCount(samples: order.count)
+            let (localOrder, parts) = rankOrder(order, batchSize: options.batchSize, batches: batchCount, rank: rank, ranks: ranks)
+            let stream = trainLoader.batches(order: localOrder, epoch: epoch, startBatch: state.batch)
             defer { stream.stop() }
             let skippedBefore = state.epochSkipped
-            while let batch = try stream.nextBatch() {
-                let (images, labels) = (batch.images, batch.labels)
-                // A batch whose samples were all skipped is passed over by the stream.
-                state.batch = batch.number
+            var ahead: Batch?? = .none
+            while true {
+                let batch: Batch?
+                if parallel == nil {
+                    guard let next = try stream.nextBatch() else { break }
+                    // A batch whose samples were all skipped is passed over by the stream.
+                    (batch, state.batch) = (next, next.number)
+                } else {
+                    // Every rank takes part in every batch; this rank's part may be empty (skipped files, or a last
+                    // batch smaller than the ranks).
+                    guard state.batch < batchCount else { break }
+                    if case .none = ahead { ahead = .some(try stream.nextBatch()) }
+                    if case let .some(.some(next)) = ahead, next.number == state.batch {
+                        (batch, ahead) = (next, .none)
+                    } else {
+                        batch = nil
+                    }
+                }
+                let labels = batch?.labels ?? []
                 let update = (epoch - 1) * updatesPerEpoch + state.batch / options.accumulationSteps
                 let scheduleStep = options.scheduleUnit == "epoch" ? epoch - phases[phase].first : update - phaseStart
                 learningRate = schedule.learningRate(base: options.learningRate, step: scheduleStep)
@@ -466,13 +516,24 @@ public final class Trainer {
                 let group = state.batch / options.accumulationSteps * options.accumulationSteps
                 let groupSize = min(options.accumulationSteps, batchCount - group)
                 // MixUp/CutMix, drawn from (seed, epoch, batch); evaluation batches are never mixed.
-                let (inputs, targets) = try mixedBatch(images: images, labels: labels, mixing: mixing,
+                var (inputs, targets): (Tensor?, Tensor?) = (nil, nil)
+                if let images = batch?.images {
+                    (inputs, targets) = try mixedBatch(images: images, labels: labels, mixing: mixing,
                                                        classCount: train.info.classCount, labelSmoothing: options.labelSmoothing,
                                                        seed: options.seed, epoch: epoch, batch: state.batch)
+                }
+                // This rank's share of the global batch: its samples over all ranks' (summed when files may be skipped).
+                var share: Float = 1
+                if let communicator {
+                    let planned = parts[state.batch]
+                    let global = options.skipBadFiles ? Int(try communicator.allreduce([Int64(labels.count)])[0]) : planned.total
+                    share = global > 0 ? Float(labels.count) / Float(global) : 0
+                }
                 let (loss, hits) = try trainStep(model: model, optimizer: optimizer, images: inputs, labels: labels,
                                                  targets: targets, labelSmoothing: options.labelSmoothing,
                                                  clipGradientNorm: options.clipGradientNorm,
-                                                 accumulation: (state.batch - group, groupSize), step: state.step, epoch: epoch)
+                                                 accumulation: (state.batch - group, groupSize), step: state.step, epoch: epoch,
+                                                 parallel: parallel, share: share)
                 try average?.update(from: model)
                 state.lossSum += Double(loss) * Double(labels.count)
                 state.correct += hits
@@ -489,23 +550,27 @@ public final class Trainer {
                    state.batch % options.accumulationSteps == 0 {
                     try saveCheckpoint(Self.lastCheckpointName)
                 }
-                if let killAfterStep, state.step == killAfterStep { kill(getpid(), SIGKILL) }
+                if let killAfterStep, state.step == killAfterStep, killRank == nil || killRank == rank { kill(getpid(), SIGKILL) }
             }
             // Batches skipped whole after the last one trained count as well.
             noteSkipped(stream.skipped.dropFirst(state.epochSkipped - skippedBefore), in: &state)
+            // The epoch's figures over every rank's part.
+            if let communicator { state = try globalProgress(state, communicator: communicator) }
             guard state.epochSamples > 0 else {
                 throw TrainingError.noSamples("epoch \(epoch) trained on no sample: all \(state.epochSkipped) could not be loaded "
                     + "(e.g. \(state.epochSkippedFiles.joined(separator: ", "))); no model was written")
             }
             let seconds = Date().timeIntervalSince(start)
+            // Running statistics (batch norm) are rank 0's on every rank, so that all evaluate the same model.
+            try parallel?.broadcastBuffers()
             let collector = MistakeCollector(limit: 24)
             skippedInTest?.reset()
             let report = try evaluate(model: model, on: test, batchSize: options.evaluationBatchSize, split: "test",
-                                      mistakes: collector, workers: workers, skipped: skippedInTest)
+                                      mistakes: collector, workers: workers, skipped: skippedInTest, communicator: communicator)
             lastReport = report
             lastMistakes = collector.mistakes
             let averagedReport = try average?.withAveragedWeights(in: model) {
-                try evaluate(model: model, on: test, batchSize: options.evaluationBatchSize, split: "test")
+                try evaluate(model: model, on: test, batchSize: options.evaluationBatchSize, split: "test", communicator: communicator)
             }
             let trained = Double(max(state.epochSamples, 1))
             var metrics = EpochMetrics(epoch: epoch, trainLoss: state.lossSum / trained,
@@ -553,7 +618,8 @@ public final class Trainer {
             if state.stoppedEarly { progress.note("early stopping: \(options.monitor) has not improved since epoch \(state.bestEpoch ?? 0)") }
         }
         for parameter in model.parameters() { parameter.isFrozen = false }
-        let report = try lastReport ?? evaluate(model: model, on: test, batchSize: options.evaluationBatchSize, split: "test")
+        let report = try lastReport ?? evaluate(model: model, on: test, batchSize: options.evaluationBatchSize, split: "test",
+                                                communicator: communicator)
         var files: [String] = []
         if let output {
             files.append(output.file("metrics.jsonl"))
@@ -630,33 +696,51 @@ func noteSkipped(_ skipped: some Sequence<SkippedSample>, in state: inout Traini
 /// With soft `targets` (N, classes) — MixUp/CutMix, label smoothing already folded in — the loss is the cross-entropy
 /// against them and `labelSmoothing` is not applied again; a prediction then counts as correct when it equals the
 /// arg-max of its target row (the first on ties), which is the sample's own label whenever λ > ½.
-public func trainStep(model: Layer, optimizer: Optimizer, images: Tensor, labels: [Int32], targets: Tensor? = nil,
+///
+/// With `parallel` (data-parallel training) this rank's batch is its part of the global batch and `share` its
+/// samples ÷ the global batch's: the loss is backpropagated scaled by `share` and, at the group's last batch, the
+/// gradients are summed over the ranks (during the backward pass) before the update, so every rank makes the update
+/// one process would make on the whole batch. A rank whose part is empty passes `images` nil.
+public func trainStep(model: Layer, optimizer: Optimizer, images: Tensor?, labels: [Int32], targets: Tensor? = nil,
                       labelSmoothing: Float = 0, clipGradientNorm maximumNorm: Float? = nil,
                       accumulation: (index: Int, count: Int) = (0, 1),
-                      step: Int, epoch: Int) throws -> (loss: Float, correct: Int) {
+                      step: Int, epoch: Int, parallel: DistributedDataParallel? = nil,
+                      share: Float = 1) throws -> (loss: Float, correct: Int) {
     func classificationLoss(_ logits: Tensor) throws -> Tensor {
         if let targets { return try crossEntropy(logits: logits, targets: targets) }
         return try crossEntropy(logits: logits, labels: labels, labelSmoothing: labelSmoothing)
     }
-    let logits = try model(images)
-    var loss = try classificationLoss(logits)
-    if let auxiliary = model as? any AuxiliaryClassifierModel {
-        for head in auxiliary.auxiliaryLogits {
-            let headLoss = try classificationLoss(head)
-            loss = try loss + headLoss.scaled(by: auxiliary.auxiliaryLossWeight)
-        }
-    }
-    let value = loss.scalarValue
-    guard value.isFinite else { throw TrainingError.nonFiniteLoss(step: step, epoch: epoch, value: value) }
     if accumulation.index == 0 { optimizer.zeroGrad() }
-    try loss.backward(seed: Tensor(scalar: 1 / Float(max(accumulation.count, 1))))
-    if accumulation.index == accumulation.count - 1 {
+    let last = accumulation.index == accumulation.count - 1
+    /// Forward and backward; the loss and the logits.
+    func pass(_ images: Tensor) throws -> (Float, Tensor) {
+        let logits = try model(images)
+        var loss = try classificationLoss(logits)
+        if let auxiliary = model as? any AuxiliaryClassifierModel {
+            for head in auxiliary.auxiliaryLogits {
+                let headLoss = try classificationLoss(head)
+                loss = try loss + headLoss.scaled(by: auxiliary.auxiliaryLossWeight)
+            }
+        }
+        let value = loss.scalarValue
+        guard value.isFinite else { throw TrainingError.nonFiniteLoss(step: step, epoch: epoch, value: value) }
+        try loss.backward(seed: Tensor(scalar: share / Float(max(accumulation.count, 1))))
+        return (value, logits)
+    }
+    var result: (Float, Tensor)?
+    if let parallel, last {
+        if let images { result = try parallel.synchronize { try pass(images) } } else { try parallel.synchronizeWithoutBackward() }
+    } else if let images {
+        result = try pass(images)
+    }
+    if last {
         if let name = firstNonFiniteGradient(model: model, optimizer: optimizer) {
             throw TrainingError.nonFiniteGradient(step: step, epoch: epoch, parameter: name)
         }
         if let maximumNorm { try clipGradientNorm(optimizer.parameters, maximumNorm: maximumNorm) }
         try optimizer.step()
     }
+    guard let (value, logits) = result else { return (0, 0) }
     let correct = try countCorrect(logits: logits, labels: targets.map(dominantClasses) ?? labels)
     return (value, correct)
 }

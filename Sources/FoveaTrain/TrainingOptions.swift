@@ -106,6 +106,14 @@ public struct TrainingOptions: Codable, Equatable, Sendable {
     public var skipBadFiles = false
     /// Image folders: largest width × height accepted from an image header.
     public var maximumImagePixels = ImageDecoder.defaultPixelLimit
+    /// Data-parallel training (under mpirun): batch-norm statistics over every rank's share of the batch, instead of
+    /// each rank's own.
+    public var syncBatchNorm = false
+    /// Data-parallel training: size of a gradient bucket in MB (PyTorch DDP's default 25).
+    public var bucketMegabytes = 25.0
+    /// Data-parallel training: start each bucket's allreduce during the backward pass, as soon as its gradients are
+    /// final (false: all after it).
+    public var overlapCommunication = true
 
     /// Default options (LeNet-5 on Fashion-MNIST, SGD 0.05 with momentum 0.9, cosine schedule).
     public init() {}
@@ -173,6 +181,9 @@ public struct TrainingOptions: Codable, Equatable, Sendable {
         limitPerClass = try container.decodeIfPresent(Int.self, forKey: .limitPerClass) ?? defaults.limitPerClass
         mean = try container.decodeIfPresent([Float].self, forKey: .mean) ?? defaults.mean
         std = try container.decodeIfPresent([Float].self, forKey: .std) ?? defaults.std
+        syncBatchNorm = try container.decodeIfPresent(Bool.self, forKey: .syncBatchNorm) ?? defaults.syncBatchNorm
+        bucketMegabytes = try container.decodeIfPresent(Double.self, forKey: .bucketMegabytes) ?? defaults.bucketMegabytes
+        overlapCommunication = try container.decodeIfPresent(Bool.self, forKey: .overlapCommunication) ?? defaults.overlapCommunication
     }
 
     enum CodingKeys: String, CodingKey, CaseIterable {
@@ -190,6 +201,7 @@ public struct TrainingOptions: Codable, Equatable, Sendable {
         case initFrom = "init_from", newHead = "new_head", freeze, freezeBatchNorm = "freeze_batch_norm"
         case headLearningRateMultiplier = "head_lr_multiplier", fineTune = "fine_tune", discriminativeRatio = "discriminative_lr_ratio"
         case classes, limitPerClass = "limit_per_class", mean, std
+        case syncBatchNorm = "sync_batch_norm", bucketMegabytes = "bucket_mb", overlapCommunication = "overlap_communication"
         case workers, augmentations = "augment", accumulationSteps = "accumulate", tensorboardDirectory = "tensorboard", emaDecay = "ema_decay", earlyStoppingPatience = "early_stopping_patience"
     }
 
@@ -273,6 +285,7 @@ public struct TrainingOptions: Codable, Equatable, Sendable {
             if warmupEpochs >= fineTune.min()! { return "--warmup-epochs must be shorter than both --fine-tune phases" }
             if schedule == "plateau" { return "--fine-tune restarts the schedule in phase two; --schedule plateau cannot" }
         }
+        if !(bucketMegabytes > 0 && bucketMegabytes <= 4096) { return "--bucket-mb must be in (0, 4096] (got \(bucketMegabytes))" }
         if let limitPerClass, limitPerClass < 1 { return "--limit-per-class must be at least 1 (got \(limitPerClass))" }
         if let classes {
             if classes.isEmpty { return "--classes names no class" }

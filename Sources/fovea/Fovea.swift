@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import FoveaData
+import FoveaDistributed
 import FoveaModels
 import FoveaONNX
 import FoveaTrain
@@ -17,31 +18,42 @@ struct Fovea: AsyncParsableCommand {
         subcommands: [Train.self, Evaluate.self, Predict.self, Serve.self, Export.self, Models.self, Datasets.self, Bench.self])
 }
 
-/// Runs `body`, turning library errors into a message on stderr and the exit code of the CLI contract.
-func runReportingErrors(_ body: () throws -> Void) throws {
+/// Runs `body`, turning library errors into a message on stderr and the exit code of the CLI contract. In a
+/// data-parallel job (`communicator`), the message names the rank and the whole job ends with the code (MPI_Abort):
+/// the other ranks cannot know of the error and would wait for this one.
+func runReportingErrors(communicator: Communicator? = nil, _ body: () throws -> Void) throws {
+    guard let communicator else { return try reportingErrors(body) }
+    do { try body() } catch {
+        let code = exitCode(of: error)
+        FileHandle.standardError.write(Data("error: rank \(communicator.rank) of \(communicator.size) (\(communicator.host)): \(error)\n".utf8))
+        communicator.abort(code: code)
+    }
+}
+
+/// The CLI contract's exit code of an error: 64 usage, 65 bad data or file, 69 unavailable service, 1 otherwise.
+func exitCode(of error: Error) -> Int32 {
+    switch error {
+    case is DatasetError, is ImageError, is SafeTensorsError: return 65
+    case let error as TrainingError:
+        switch error {
+        case .invalidOption: return 64
+        case .badModelFile, .noSamples, .nonFiniteOutput: return 65
+        default: return 1
+        }
+    case let error as ONNXError:
+        if case .export = error { return 1 }
+        return 65
+    case is ModelZooError: return 64
+    case is DistributedError: return 69
+    default: return 1
+    }
+}
+
+private func reportingErrors(_ body: () throws -> Void) throws {
     do {
         try body()
-    } catch let error as DatasetError {
-        fail(error.description, code: 65)
-    } catch let error as ImageError {
-        fail(error.description, code: 65)
-    } catch let error as SafeTensorsError {
-        fail(error.description, code: 65)
-    } catch let error as TrainingError {
-        switch error {
-        case .invalidOption: fail(error.description, code: 64)
-        case .badModelFile, .noSamples, .nonFiniteOutput: fail(error.description, code: 65)
-        default: fail(error.description, code: 1)
-        }
-    } catch let error as ONNXError {
-        switch error {
-        case .export: fail(error.description, code: 1)
-        default: fail(error.description, code: 65)
-        }
-    } catch let error as ModelZooError {
-        fail(error.description, code: 64)
-    } catch let error as CustomStringConvertible {
-        fail(error.description, code: 1)
+    } catch {
+        fail("\(error)", code: exitCode(of: error))
     }
 }
 

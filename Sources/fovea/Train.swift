@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import FoveaData
+import FoveaDistributed
 import FoveaTensor
 import FoveaTrain
 
@@ -32,6 +33,13 @@ struct Train: ParsableCommand {
             prints which tensors it loaded, replaced and left out, and uses the file's normalisation when it records one.
             --freeze, --head-lr-multiplier and --fine-tune E1,E2 choose what trains at which rate; --classes and
             --limit-per-class make the few-shot subsets (names go into the sidecar and the reports).
+
+            Data-parallel training: `mpirun -np K fovea train …` (Open MPI; one machine or many) runs the same job on K
+            processes. Each takes batch-size ÷ K images of every batch of the one-process order; gradients are summed
+            with MPI allreduce in buckets of --bucket-mb, overlapped with the backward pass; evaluation is sharded and
+            summed, so every metric is the whole test set's; rank 0 alone prints and writes files. Batch norm uses each
+            rank's statistics, or all ranks' with --sync-batch-norm. Every rank must see the data (and, for --resume
+            and --init-from, the files). Without mpirun no MPI library is needed.
             """)
 
     @Option(help: "A named set of options (see above); flags given override it.") var recipe: String?
@@ -159,7 +167,17 @@ struct Train: ParsableCommand {
     @Option(name: .customLong("limit-per-class"),
             help: ArgumentHelp("Keep only N training samples of each class: the first N in an order shuffled under --seed.", valueName: "N"))
     var limitPerClass: Int?
+    @Flag(name: .customLong("sync-batch-norm"),
+          help: "Data-parallel training: batch-norm statistics over every rank's part of the batch (default: each rank's own).")
+    var syncBatchNorm = false
+    @Option(name: .customLong("bucket-mb"),
+            help: ArgumentHelp("Data-parallel training: gradient bucket size in MB (default 25).", valueName: "MB"))
+    var bucketMB: Double?
+    @Flag(name: .customLong("no-overlap"),
+          help: "Data-parallel training: start the gradient allreduces after the backward pass instead of during it.")
+    var noOverlap = false
     @Option(name: .customLong("kill-after-step"), help: .hidden) var killAfterStep: Int?
+    @Option(name: .customLong("kill-rank"), help: .hidden) var killRank: Int?
     @Flag(help: "Print the final report as JSON on stdout.") var json = false
     @Flag(help: "No progress output.") var quiet = false
 
@@ -193,6 +211,9 @@ struct Train: ParsableCommand {
         if emaDecay != nil { o.emaDecay = emaDecay }
         if earlyStopping != nil { o.earlyStoppingPatience = earlyStopping }
         if limitTrain != nil { o.limitTrain = limitTrain }
+        if syncBatchNorm { o.syncBatchNorm = true }
+        set(bucketMB, \.bucketMegabytes)
+        if noOverlap { o.overlapCommunication = false }
         if limitTest != nil { o.limitTest = limitTest }
         if output != nil { o.outputDirectory = output }
         if checkpointEvery != nil { o.checkpointEvery = checkpointEvery }
@@ -296,7 +317,10 @@ struct Train: ParsableCommand {
     }
 
     func run() throws {
-        try runReportingErrors {
+        // Under mpirun: this process is one rank of a data-parallel job (no MPI is opened otherwise).
+        let communicator: Communicator?
+        do { communicator = try Communicator.launched() } catch { fail("\(error)", code: 69) }
+        try runReportingErrors(communicator: communicator) {
             var options = try resolvedOptions()
             if let resume {
                 let checkpoint = (resume as NSString).appendingPathComponent(Trainer.lastCheckpointName)
@@ -306,9 +330,20 @@ struct Train: ParsableCommand {
                 options = try Checkpoint.readMetadata(checkpoint).0
                 options.outputDirectory = resume
             }
-            let trainer = try Trainer(options: options, progress: ProgressReporter(quiet: quiet))
-            trainer.killAfterStep = killAfterStep
+            let primary = (communicator?.rank ?? 0) == 0
+            let trainer = try Trainer(options: options, progress: ProgressReporter(quiet: quiet || !primary))
+            (trainer.killAfterStep, trainer.killRank) = (killAfterStep, killRank)
+            trainer.communicator = communicator
             let result = try trainer.fit(resume: resume != nil)
+            if let parallel = trainer.dataParallel, primary, !quiet {
+                FileHandle.standardError.write(Data(String(
+                    format: "data-parallel: %d steps, %.3f s per step waiting for gradients after the backward pass; "
+                        + "buckets started during / after it: %d / %d\n",
+                    parallel.steps, parallel.waitSeconds / Double(max(parallel.steps, 1)),
+                    parallel.bucketsStartedDuringBackward, parallel.bucketsStartedAfterBackward).utf8))
+            }
+            defer { communicator?.finalize() }
+            guard primary else { return }
             if KernelProfile.enabled { FileHandle.standardError.write(Data((KernelProfile.summary() + "\n").utf8)) }
             if json {
                 printJSON(try result.report.jsonData())
