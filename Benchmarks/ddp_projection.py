@@ -28,7 +28,7 @@ efficiency = inputs["link_efficiency"]
 backward = inputs["backward_fraction"]
 
 
-def step(K, b, gbps, overlap=True):
+def step(K, b, gbps, rate, overlap=True):
     compute = b / rate
     comm = 2 * (K - 1) / K * G / (efficiency * gbps * 1e9 / 8) + 2 * (K - 1) * alpha * buckets
     if overlap:
@@ -38,27 +38,46 @@ def step(K, b, gbps, overlap=True):
     return compute, comm, compute + exposed
 
 
+def tables(rate, label):
+    print(f"\n## {label}: {rate:g} training images/s per node")
+    for title, batch in [("weak scaling, batch %d per node" % inputs["node_batch"], lambda K: inputs["node_batch"]),
+                         ("strong scaling, global batch %d" % inputs["global_batch"], lambda K: inputs["global_batch"] / K)]:
+        print(f"\n{title}")
+        print("| nodes | link Gb/s | batch/node | compute s | allreduce s | step s (overlap) | efficiency | "
+              "efficiency without overlap | images/s |")
+        print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+        for gbps in (25, 100):
+            for K in (8, 32, 128):
+                b = batch(K)
+                compute, comm, total = step(K, b, gbps, rate)
+                plain = step(K, b, gbps, rate, overlap=False)[2]
+                print(f"| {K} | {gbps} | {b:g} | {compute:.3f} | {comm:.3f} | {total:.3f} | {compute / total:.1%} | "
+                      f"{compute / plain:.1%} | {K * b / total:,.0f} |")
+        for gbps in (25, 100):
+            # Where it stops scaling: the first K (power of two) at which efficiency falls below 50 %.
+            K = 2
+            while K <= 1 << 20:
+                if batch(K) < 1:
+                    break
+                compute, comm, total = step(K, batch(K), gbps, rate)
+                if compute / total < 0.5:
+                    break
+                K *= 2
+            reason = "batch per node below 1 image" if batch(K) < 1 else "efficiency below 50 %"
+            print(f"{gbps} Gb/s: scaling stops at about {K} nodes ({reason})")
+
+
 print(f"inputs: {path}")
-print(f"node: {inputs['node']}; ResNet-50 training {rate} images/s per node at batch {inputs['node_batch']} (measured)")
+print(f"node: {inputs['node']}")
+print(f"ResNet-50 training {rate} images/s per node at batch {inputs['node_batch']} (measured: {inputs['measured_with']})")
 print(f"gradients {G / 1e6:.1f} MB in {buckets} buckets of {inputs['bucket_mb']} MB; links at {efficiency:.0%} of line rate, "
       f"α = {alpha * 1e6:.0f} µs per message; backward = {backward:.0%} of a step")
-for title, batch in [("weak scaling, batch %d per node" % inputs["node_batch"], lambda K: inputs["node_batch"]),
-                     ("strong scaling, global batch %d" % inputs["global_batch"], lambda K: inputs["global_batch"] / K)]:
-    print(f"\n{title}")
-    print("| nodes | link Gb/s | batch/node | compute s | allreduce s | step s (overlap) | efficiency | images/s |")
-    print("|---:|---:|---:|---:|---:|---:|---:|---:|")
-    for gbps in (25, 100):
-        for K in (8, 32, 128):
-            b = batch(K)
-            compute, comm, total = step(K, b, gbps)
-            print(f"| {K} | {gbps} | {b:g} | {compute:.3f} | {comm:.3f} | {total:.3f} | {compute / total:.1%} | {K * b / total:,.0f} |")
-    for gbps in (25, 100):
-        # Where it stops scaling: the first K (power of two) at which efficiency falls below 50 %.
-        K = 2
-        while K <= 1 << 20:
-            compute, comm, total = step(K, batch(K), gbps)
-            if compute / total < 0.5 or batch(K) < 1:
-                break
-            K *= 2
-        reason = "batch per node below 1 image" if batch(K) < 1 else "efficiency below 50 %"
-        print(f"{gbps} Gb/s: scaling stops at about {K} nodes ({reason})")
+tables(rate, "measured node")
+for other in inputs.get("what_if_node_images_per_second", []):
+    tables(other["rate"], "what if: " + other["label"])
+# The node speed above which the ring's allreduce no longer hides behind the backward pass (128 nodes, batch b).
+print("\n## Break-even node speed (128 nodes): above it the allreduce outlasts the backward pass")
+for gbps in (25, 100):
+    comm = step(128, 1, gbps, 1.0)[1]
+    for b in (inputs["node_batch"], inputs["global_batch"] / 128):
+        print(f"{gbps} Gb/s, batch {b:g} per node: {b * backward / comm:,.0f} images/s per node")

@@ -32,7 +32,6 @@ for i in 0 1; do
     ip -n "${nodes[$i]}" addr add "${addresses[$i]}/24" dev "$tag-$i"
     ip -n "${nodes[$i]}" link set "$tag-$i" up
 done
-ip netns exec "${nodes[0]}" ping -c 1 -W 2 "${addresses[1]}" > /dev/null || { echo "the veth pair does not connect the namespaces" >&2; exit 1; }
 
 # mpirun starts its daemon on a remote node as `AGENT [options] HOST COMMAND…`; this agent runs COMMAND in the
 # node's namespace instead of logging in with ssh.

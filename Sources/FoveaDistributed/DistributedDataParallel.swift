@@ -26,6 +26,9 @@ public final class DistributedDataParallel: GradientObserver {
     public private(set) var steps = 0
     /// Seconds spent after the backward pass waiting for the allreduces to finish, over all steps.
     public private(set) var waitSeconds = 0.0
+    /// Seconds of the synchronised steps from the start of the forward pass to the end of the gradient sum, over all
+    /// steps (`waitSeconds` is part of it).
+    public private(set) var stepSeconds = 0.0
     /// Buckets started during a backward pass / after it, over all steps.
     public private(set) var bucketsStartedDuringBackward = 0
     public private(set) var bucketsStartedAfterBackward = 0
@@ -113,6 +116,8 @@ public final class DistributedDataParallel: GradientObserver {
     /// Runs `body` — this rank's forward and backward pass — and then completes the sum of every trainable
     /// parameter's gradient over the ranks. Every rank must call it (or `synchronizeWithoutBackward()`) for each step.
     public func synchronize<R>(_ body: () throws -> R) throws -> R {
+        let start = monotonicSeconds()
+        defer { stepSeconds += monotonicSeconds() - start }
         try beginStep()
         inBackward = true
         let result = try GradientObservation.observing(self) { try body() }
@@ -124,6 +129,8 @@ public final class DistributedDataParallel: GradientObserver {
     /// Takes part in a step without a forward or backward pass (a rank whose share of the batch is empty): the
     /// gradients it holds (none, or those accumulated earlier) go into the sum.
     public func synchronizeWithoutBackward() throws {
+        let start = monotonicSeconds()
+        defer { stepSeconds += monotonicSeconds() - start }
         try beginStep()
         try finishStep()
     }

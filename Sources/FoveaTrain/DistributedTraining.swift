@@ -46,11 +46,13 @@ extension Trainer {
             }
         }
         let buckets = parallel.bucketSizes
-        progress.announce("data-parallel: \(communicator.size) ranks on \(communicator.host), \(options.batchSize / communicator.size) "
-                          + "images per rank of each batch of \(options.batchSize); \(buckets.count) gradient buckets "
-                          + "(largest \(String(format: "%.1f", Double(buckets.max() ?? 0) * 4 / 1_048_576)) MB), allreduce "
-                          + (options.overlapCommunication ? "overlapped with the backward pass" : "after the backward pass")
-                          + (options.syncBatchNorm ? ", synchronised batch norm" : ""))
+        if isPrimary {
+            progress.announce("data-parallel: \(communicator.size) ranks on \(communicator.host), \(options.batchSize / communicator.size) "
+                              + "images per rank of each batch of \(options.batchSize); \(buckets.count) gradient buckets "
+                              + "(largest \(String(format: "%.1f", Double(buckets.max() ?? 0) * 4 / 1_048_576)) MB), allreduce "
+                              + (options.overlapCommunication ? "overlapped with the backward pass" : "after the backward pass")
+                              + (options.syncBatchNorm ? ", synchronised batch norm" : ""))
+        }
         return parallel
     }
 

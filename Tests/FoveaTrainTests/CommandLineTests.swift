@@ -10,6 +10,12 @@ let foveaBinary = URL(fileURLWithPath: (try? FileManager.default.destinationOfSy
                         ?? CommandLine.arguments[0])
     .deletingLastPathComponent().appendingPathComponent("fovea").path
 
+/// The path of `name` in the repository's scripts/ folder.
+func repositoryScript(_ name: String) -> String {
+    URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+        .appendingPathComponent("scripts").appendingPathComponent(name).path
+}
+
 struct CommandResult {
     var status: Int32
     var output: String

@@ -170,4 +170,15 @@ struct DistributedTrainingTests {
         let odd = try runFoveaOnRanks(2, common + ["--batch-size", "63"])
         #expect(odd.status == 64 && odd.error.contains("not divisible by the 2 ranks"), "\(odd.error)")
     }
+
+    @Test("Two ranks in two network namespaces joined by a veth pair (TCP) train to the loopback run's weights",
+          .enabled(if: getuid() == 0 && FileManager.default.isExecutableFile(atPath: "/usr/sbin/ip"), "needs root and ip netns"))
+    func acrossNamespaces() throws {
+        var environment = ProcessInfo.processInfo.environment
+        environment["FOVEA"] = foveaBinary
+        let script = repositoryScript("mpi-netns.sh")
+        let result = try runCommand("/bin/bash", [script, root + "/netns"], environment: environment)
+        #expect(result.status == 0, "\(result.output)\n\(result.error)")
+        #expect(result.output.contains("bit for bit"), "\(result.output)")
+    }
 }

@@ -92,8 +92,7 @@ struct HostileInputCorpusTests {
         try ModelFile.save(try LeNet5(), sidecar: sidecar, to: model + "/model.safetensors")
         _ = try HostileModelFileTests.writeImage(in: model)
 
-        let script = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
-            .deletingLastPathComponent().appendingPathComponent("scripts/hostile-corpus.py").path
+        let script = repositoryScript("hostile-corpus.py")
         let generator = try runCommand("/usr/bin/env", ["python3", script, root])
         try #require(generator.status == 0, "the corpus generator failed: \(generator.error)")
         let manifest = try #require(try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: root + "/manifest.json")))
