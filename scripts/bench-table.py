@@ -122,6 +122,11 @@ def main():
     lines += ["", "Raw figures (one JSON object per workload and round):", "", "```"]
     lines += [json.dumps({"fovea": ours, "torch": runs}, sort_keys=True) for _, rounds in rows for ours, runs in rounds]
     lines += ["```", "", "What changed for speed, and what each change gained, is in [NOTES.md](NOTES.md).", ""]
+    # The reduced-precision section belongs to scripts/bench-precision.py: kept as it is.
+    start, end = "<!-- precision:start -->", "<!-- precision:end -->"
+    old = open(args.output).read() if os.path.exists(args.output) else ""
+    if start in old and end in old:
+        lines += [old[old.index(start):old.index(end) + len(end)], ""]
     with open(args.output, "w") as out:
         out.write("\n".join(lines))
     print("\n".join(lines[11:table_end]))

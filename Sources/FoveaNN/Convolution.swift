@@ -9,6 +9,8 @@ public final class Conv2D: ModeDependentLayer {
     /// Weights prepared for inference (batch norm folded in, kernel format), reused while the parameters' versions
     /// stay the same.
     let prepared = PreparedWeights()
+    /// The calibrated range of the input, for int8 inference (`Precision.int8`); empty until calibrated.
+    public let inputQuantizer = ActivationQuantizer()
     /// In training mode the inference copies are dropped (they would be stale after the next step anyway).
     public var isTraining = true { didSet { if isTraining { prepared.reset() } } }
 
@@ -50,7 +52,8 @@ public final class Conv2D: ModeDependentLayer {
 
     public func callAsFunction(_ x: Tensor) throws -> Tensor {
         if !isTraining && !Autodiff.isRecording && KernelFusion.isEnabled { return try self(x, normalizedBy: nil) }
-        return try conv2d(x, weight: weight.tracked, bias: bias?.tracked, geometry: geometry,
+        inputQuantizer.weightsAre([weight.version, bias?.version ?? -1])
+        return try conv2d(x, weight: weight.tracked, bias: bias?.tracked, geometry: geometry, quantizer: inputQuantizer,
                    name: "Conv2D(\(weight.value.shape[1] * geometry.groups)→\(weight.value.shape[0]))")
     }
 }
@@ -59,6 +62,8 @@ public final class Conv2D: ModeDependentLayer {
 public final class Linear: Layer {
     public let weight: Parameter
     public let bias: Parameter?
+    /// The calibrated range of the input, for int8 inference (`Precision.int8`); empty until calibrated.
+    public let inputQuantizer = ActivationQuantizer()
     /// Where `features(of:)` collects the (N, in) input of one linear layer (the classifier head) while it runs the
     /// model: task-local rather than a stored property, so reflection over the layer (state dicts) never meets it.
     public final class InputCapture: @unchecked Sendable {
@@ -84,7 +89,8 @@ public final class Linear: Layer {
     public func callAsFunction(_ x: Tensor) throws -> Tensor {
         let x = x.shape.count == 2 ? x : try x.flattened()
         if let capture = Linear.capture, capture.layer == ObjectIdentifier(self) { capture.input = x }
-        return try linear(x, weight: weight.tracked, bias: bias?.tracked,
+        inputQuantizer.weightsAre([weight.version, bias?.version ?? -1])
+        return try linear(x, weight: weight.tracked, bias: bias?.tracked, quantizer: inputQuantizer,
                    name: "Linear(\(weight.value.shape[1])→\(weight.value.shape[0]))")
     }
 }

@@ -43,12 +43,13 @@ extension Conv2D {
             stamp += [ObjectIdentifier(norm).hashValue, norm.weight.version, norm.bias.version, norm.runningMean.version,
                       norm.runningVariance.version, Int(norm.epsilon.bitPattern)]
         }
+        inputQuantizer.weightsAre(stamp)
         let (preparedWeight, preparedBias) = try prepared.weights(for: stamp) {
             guard let norm else { return (weight.value, bias?.value) }
             return try norm.fold(weight: weight.value, bias: bias?.value, convolution: name)
         }
         return try conv2d(x, weight: preparedWeight, bias: preparedBias, geometry: geometry, residual: residual,
-                          activation: activation, prepared: prepared, name: norm == nil ? name : name + "+BatchNorm2D")
+                          activation: activation, prepared: prepared, quantizer: inputQuantizer, name: norm == nil ? name : name + "+BatchNorm2D")
     }
 }
 

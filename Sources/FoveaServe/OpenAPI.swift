@@ -68,7 +68,7 @@ enum OpenAPIDocument {
                                     "image/png": ["schema": ["type": "string", "format": "binary"]]],
                     ]]) { $1 },
                 ]],
-                "/v1/model": ["get": ["summary": "Architecture, classes, input shape, preprocessing, parameters, batching limits.",
+                "/v1/model": ["get": ["summary": "Architecture, classes, input shape, preprocessing, parameters, precision, batching limits.",
                                       "responses": ["200": ["description": "The model", "content": ["application/json": ["schema": ["type": "object"]]]]]]],
                 "/healthz": ["get": ["summary": "Liveness.", "responses": ["200": ["description": "Alive"]]]],
                 "/readyz": ["get": ["summary": "Readiness: the model is loaded and warmed up.",

@@ -281,7 +281,7 @@ public final class FoveaServer: @unchecked Sendable {
         var object: [String: Any] = [
             "name": sidecar.architecture, "version": version, "weights": classifier.path, "classes": sidecar.classes,
             "input_shape": sidecar.inputShape, "dataset": sidecar.dataset,
-            "parameters": classifier.model.parameterCount,
+            "parameters": classifier.model.parameterCount, "precision": classifier.precision.rawValue,
             "preprocessing": [
                 "decode": "JPEG or PNG, to \(classifier.channels == 1 ? "grey" : "RGB")",
                 "resize": "bilinear, antialiased, to \(classifier.height)×\(classifier.width)",

@@ -46,11 +46,11 @@ public enum Layout: Int, Hashable, Sendable, CustomStringConvertible {
         }
     }
 
-    /// The layout whose descriptor equals `md` for `shape`, if it is one we know.
+    /// The layout whose descriptor equals `md` for `shape` (of `md`'s element type), if it is one we know.
     static func matching(_ md: dnnl_memory_desc_t, shape: [Int]) -> Layout? {
         let candidates: [Layout] = shape.count == 4 ? [.nChw8c, .plain, .nChw16c, .nhwc] : [.plain]
         for layout in candidates {
-            if let candidate = try? memoryDescriptor(shape, layout), descriptorsEqual(candidate, md) { return layout }
+            if let candidate = try? memoryDescriptor(shape, layout, md.data_type), descriptorsEqual(candidate, md) { return layout }
         }
         return nil
     }

@@ -37,6 +37,9 @@ public final class ImageClassifier: @unchecked Sendable {
     public let path: String
     /// (C, H, W) of the model's input.
     public let channels: Int, height: Int, width: Int
+    /// The precision classification runs in: int8 for a quantized model (its sidecar has `quantization`), else fp32; set
+    /// it to compare (e.g. a quantized model in fp32). Grad-CAM explanations run in fp32.
+    public var precision: Precision
 
     /// Loads the model of `weights` (see `ModelFile.loadAny`) in evaluation mode.
     public convenience init(weights: String, warn: (String) -> Void = { _ in }) throws {
@@ -51,6 +54,7 @@ public final class ImageClassifier: @unchecked Sendable {
         }
         (self.model, self.sidecar, self.path) = (model, sidecar, path)
         (channels, height, width) = (sidecar.inputShape[0], sidecar.inputShape[1], sidecar.inputShape[2])
+        precision = sidecar.quantization == nil ? .fp32 : Precision.int8.resolved().precision
         model.eval()
     }
 
@@ -120,7 +124,9 @@ public final class ImageClassifier: @unchecked Sendable {
     public func probabilities(_ images: [PreparedImage]) throws -> [[Float]] {
         guard !images.isEmpty else { return [] }
         model.eval()
-        let probabilities = try Autodiff.withoutRecording { try softmax(model(batch(images))).toArray() }
+        let probabilities = try Precision.run(precision) {
+            try Autodiff.withoutRecording { try softmax(model(batch(images))).toArray() }
+        }
         let k = classCount
         guard probabilities.count == images.count * k else {
             throw TrainingError.badModelFile(path: path, reason: "the model gives \(probabilities.count / max(images.count, 1)) "

@@ -24,9 +24,11 @@ public struct ModelSidecar: Codable, Equatable, Sendable {
     public var options: TrainingOptions?
     /// Test accuracy measured at the end of that run.
     public var testAccuracy: Double?
+    /// Static int8 quantization (`fovea quantize`): the calibrated input ranges; such a model runs in int8 by default.
+    public var quantization: QuantizationRecord?
 
     enum CodingKeys: String, CodingKey {
-        case format, architecture, classes, dataset, mean, std, options
+        case format, architecture, classes, dataset, mean, std, options, quantization
         case inputShape = "input_shape", testAccuracy = "test_accuracy"
     }
 
@@ -76,6 +78,14 @@ extension ModelSidecar {
         }
         guard std.allSatisfy({ $0 >= 1e-6 }) else {
             throw bad("std", "\(std): a standard deviation below 1e-6 (zero, tiny or negative) would blow pixels up")
+        }
+        if let quantization {
+            guard quantization.scheme == QuantizationRecord.staticInt8 else {
+                throw bad("quantization.scheme", "'\(quantization.scheme.prefix(40))' is not \(QuantizationRecord.staticInt8)")
+            }
+            for (layer, range) in quantization.inputs where !(range.count == 2 && range.allSatisfy(\.isFinite) && range[0] <= range[1]) {
+                throw bad("quantization.inputs", "the range of \(layer.prefix(100)) is \(range.prefix(4)); it must be [lowest, highest], finite")
+            }
         }
     }
 }
@@ -135,6 +145,9 @@ public enum ModelFile {
                               inputChannels: sidecar.inputShape.first ?? 1)
         }
         try loadWeights(into: model, from: weightsPath)
+        if let quantization = sidecar.quantization {
+            try PostTrainingQuantization.apply(quantization, to: model, path: sidecarPath(for: weightsPath))
+        }
         return (model, sidecar)
     }
 

@@ -387,8 +387,15 @@ public final class Trainer {
     public static let bestCheckpointName = "checkpoint-best.safetensors"
 
     /// Runs the whole job: data, model, epochs, evaluation, files. With `resume`, continues from the output
-    /// directory's last checkpoint so that the result is bit-identical to an uninterrupted run.
+    /// directory's last checkpoint so that the result is bit-identical to an uninterrupted run. Every step and evaluation
+    /// runs in `options.precision` (fp32, with a warning, where the CPU lacks it).
     public func fit(resume: Bool = false) throws -> TrainingResult {
+        let (precision, warning) = options.precision.resolved()
+        if let warning, isPrimary { progress.announce("warning: --precision \(options.precision): \(warning)") }
+        return try Precision.run(precision) { try fitInPrecision(resume: resume) }
+    }
+
+    private func fitInPrecision(resume: Bool) throws -> TrainingResult {
         // --init-from weights are read (and checked) before any data; a resumed run has them in its checkpoint.
         let initial = try options.initFrom.flatMap { resume ? nil : try InitialWeights.read($0) }
         if let initial {
@@ -405,7 +412,7 @@ public final class Trainer {
         if let initial {
             let summary = try initial.apply(to: model, architecture: options.model, classes: train.info.classNames,
                                             newHead: options.newHead)
-            progress.announce(summary.describe(initial.path))
+            if isPrimary { progress.announce(summary.describe(initial.path)) }
         }
         // Every parameter stays in the optimizer; frozen ones get no gradient, hence no update and no state.
         let optimizer = try options.makeOptimizer(model.parameters())

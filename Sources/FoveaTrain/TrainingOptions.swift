@@ -1,5 +1,6 @@
 import FoveaData
 import FoveaNN
+import FoveaTensor
 import FoveaOptim
 #if canImport(Glibc)
 import Glibc
@@ -114,6 +115,9 @@ public struct TrainingOptions: Codable, Equatable, Sendable {
     /// Data-parallel training: start each bucket's allreduce during the backward pass, as soon as its gradients are
     /// final (false: all after it).
     public var overlapCommunication = true
+    /// The arithmetic of convolutions and inner products (`bf16`: mixed precision, see `Precision`); training runs and
+    /// its evaluations use it, and a resumed run keeps it. Weights, checkpoints and everything else stay float32.
+    public var precision = Precision.fp32
 
     /// Default options (LeNet-5 on Fashion-MNIST, SGD 0.05 with momentum 0.9, cosine schedule).
     public init() {}
@@ -184,6 +188,7 @@ public struct TrainingOptions: Codable, Equatable, Sendable {
         syncBatchNorm = try container.decodeIfPresent(Bool.self, forKey: .syncBatchNorm) ?? defaults.syncBatchNorm
         bucketMegabytes = try container.decodeIfPresent(Double.self, forKey: .bucketMegabytes) ?? defaults.bucketMegabytes
         overlapCommunication = try container.decodeIfPresent(Bool.self, forKey: .overlapCommunication) ?? defaults.overlapCommunication
+        precision = try container.decodeIfPresent(Precision.self, forKey: .precision) ?? defaults.precision
     }
 
     enum CodingKeys: String, CodingKey, CaseIterable {
@@ -202,6 +207,7 @@ public struct TrainingOptions: Codable, Equatable, Sendable {
         case headLearningRateMultiplier = "head_lr_multiplier", fineTune = "fine_tune", discriminativeRatio = "discriminative_lr_ratio"
         case classes, limitPerClass = "limit_per_class", mean, std
         case syncBatchNorm = "sync_batch_norm", bucketMegabytes = "bucket_mb", overlapCommunication = "overlap_communication"
+        case precision
         case workers, augmentations = "augment", accumulationSteps = "accumulate", tensorboardDirectory = "tensorboard", emaDecay = "ema_decay", earlyStoppingPatience = "early_stopping_patience"
     }
 
@@ -212,6 +218,9 @@ public struct TrainingOptions: Codable, Equatable, Sendable {
         if let problem = Self.outOfRange("--epochs", epochs, 1...Self.maximumCount)
             ?? Self.outOfRange("--batch-size", batchSize, 1...Self.maximumBatchSize)
             ?? Self.outOfRange("eval_batch_size", evaluationBatchSize, 1...Self.maximumBatchSize) { return problem }
+        if precision == .int8 {
+            return "--precision int8 is for inference: train in fp32 or bf16, then make an int8 model with fovea quantize"
+        }
         if !(learningRate > 0) || !learningRate.isFinite { return "--lr must be a positive number (got \(learningRate))" }
         if !(0..<1).contains(momentum) { return "--momentum must be in [0, 1) (got \(momentum))" }
         if !(weightDecay >= 0 && weightDecay.isFinite) { return "--weight-decay must be a finite number ≥ 0 (got \(weightDecay))" }

@@ -44,6 +44,13 @@ struct Bench: ParsableCommand {
             With --onnx FILE…: imported ONNX models at their declared input size (fixed C, H, W), batch --batch-size
             (default 8), run on Fovea's kernels with the zoo's fusions.
 
+            --precision bf16 runs every measurement in mixed precision (convolutions and fully connected layers
+            multiply in bfloat16, see `fovea train --help`); its peak is then oneDNN's bf16 matmul (1536×1536, f32
+            result, best of 1 s), so the utilisation is against what the CPU does in that precision. --precision int8
+            measures inference only, of each model quantized statically (see `fovea quantize --help`) after calibrating
+            on its own inference batch; its peak is oneDNN's u8×s8 matmul into s32 (integer operations per second).
+            The report names the precision and the instruction set oneDNN runs on (e.g. avx512_core_amx).
+
             \(ImageFolderWorkload.name) (run only when named, with --data-dir DIR holding class folders of images, as
             ../shared/bench/torch_dataload.py): --epochs shuffled epochs of DIR through the training pipeline of
             `fovea train --dataset imagefolder` (RandomResizedCrop(224), horizontal flip, ImageNet normalisation),
@@ -69,8 +76,17 @@ struct Bench: ParsableCommand {
     var batchSize: Int?
     @Flag(name: .customLong("inference-only"), help: "Skip the training measurement (e.g. to profile inference alone).")
     var inferenceOnly = false
+    @Option(help: ArgumentHelp("Arithmetic of convolutions and fully connected layers: fp32 (default), bf16 (mixed precision) or int8 (inference, quantized).",
+                               valueName: "fp32|bf16|int8"))
+    var precision = Precision.fp32
 
     func run() throws {
+        // A figure measured in another precision than the one asked for would mislead: no fallback here.
+        if let reason = precision.unsupportedReason { fail("--precision \(precision): \(reason); nothing to measure", code: 69) }
+        try Precision.run(precision) { try runInPrecision() }
+    }
+
+    private func runInPrecision() throws {
         try runReportingErrors {
             if let peak, !(peak > 0) { throw TrainingError.invalidOption("--peak must be positive") }
             if let batchSize, let problem = TrainingOptions.outOfRange("--batch-size", batchSize, 1...TrainingOptions.maximumBatchSize) {
@@ -128,7 +144,7 @@ struct Bench: ParsableCommand {
         get throws {
             if let peak { return peak }
             if let measured = Self.measuredPeak { return measured }
-            let measured = try MachinePeak.measureGFLOPs()
+            let measured = try MachinePeak.measureGFLOPs(precision: precision)
             Self.measuredPeak = measured
             return measured
         }
@@ -138,6 +154,8 @@ struct Bench: ParsableCommand {
     /// Measures `workload` on `prebuilt` (an imported model) or on the zoo's model of that name.
     func measure(_ workload: Workload, prebuilt: Layer? = nil) throws {
         let peak = try peakGFLOPs
+        // int8 is inference only (fovea quantize makes int8 models from trained ones).
+        let skipTraining = inferenceOnly || precision == .int8
         // Each workload's peak memory on its own: give back what earlier workloads pooled and reset the
         // kernel's high-water mark of this process (Linux: writing 5 to /proc/self/clear_refs).
         Tensor.releasePooledMemory()
@@ -157,12 +175,16 @@ struct Bench: ParsableCommand {
         let optimizer = try SGD(parameters: model.parameters(), learningRate: 0.01, momentum: 0.9, weightDecay: 5e-4)
         model.train()
         var step = 0
-        let (trainTime, trainRepeats, trainAllocations) = inferenceOnly ? (Double.nan, 0, 0) : try timeMedian {
+        let (trainTime, trainRepeats, trainAllocations) = skipTraining ? (Double.nan, 0, 0) : try timeMedian {
             _ = try trainStep(model: model, optimizer: optimizer, images: images, labels: labels, step: step, epoch: 1)
             step += 1
         }
         model.eval()
         let inferenceImages = try randomBatch(workload.inferenceBatch)
+        if precision == .int8 {
+            // Static quantization needs calibrated input ranges: the inference batch itself (the speed does not depend on them).
+            try ActivationQuantizer.calibrate { _ = try Autodiff.withoutRecording { try model(inferenceImages) } }
+        }
         let multiplyAdds = try OperationCounter.countMultiplyAdds {
             _ = try Autodiff.withoutRecording { try model(inferenceImages) }
         } / workload.inferenceBatch
@@ -177,24 +199,26 @@ struct Bench: ParsableCommand {
         if json {
             let object: [String: Any] = [
                 "workload": workload.name, "framework": "fovea", "train_batch": workload.trainBatch,
-                "train_img_s": inferenceOnly ? NSNull() : (trainRate * 10).rounded() / 10, "train_reps": trainRepeats,
+                "train_img_s": skipTraining ? NSNull() : (trainRate * 10).rounded() / 10, "train_reps": trainRepeats,
                 "infer_batch": workload.inferenceBatch, "infer_img_s": (inferenceRate * 10).rounded() / 10,
                 "infer_reps": inferenceRepeats, "params": model.parameterCount, "peak_rss_mb": peakMB.rounded(),
-                "train_gflops": inferenceOnly ? NSNull() : (trainGFLOPs * 10).rounded() / 10,
+                "train_gflops": skipTraining ? NSNull() : (trainGFLOPs * 10).rounded() / 10,
                 "infer_gflops": (inferenceGFLOPs * 10).rounded() / 10,
-                "train_peak_fraction": inferenceOnly ? NSNull() : (trainGFLOPs / peak * 1000).rounded() / 1000,
+                "train_peak_fraction": skipTraining ? NSNull() : (trainGFLOPs / peak * 1000).rounded() / 1000,
                 "infer_peak_fraction": (inferenceGFLOPs / peak * 1000).rounded() / 1000,
                 "peak_gflops": (peak * 10).rounded() / 10, "peak_measured": self.peak == nil,
-                "train_allocs_per_step": inferenceOnly ? NSNull() : trainAllocations,
+                "train_allocs_per_step": skipTraining ? NSNull() : trainAllocations,
                 "infer_allocs_per_call": inferenceAllocations,
+                "precision": precision.rawValue, "isa": Precision.instructionSet,
             ]
             printJSON(try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys]))
         } else {
             func padded(_ text: String, _ width: Int) -> String { text + String(repeating: " ", count: max(0, width - text.count)) }
-            let training = inferenceOnly ? "train (skipped)"
+            let training = skipTraining ? "train (skipped)"
                 : String(format: "train %9.1f img/s (%3d reps, %5.1f GFLOP/s, %5.1f %% of peak, %.1f allocs/step)",
                          trainRate, trainRepeats, trainGFLOPs, trainGFLOPs / peak * 100, trainAllocations)
-            print(padded(workload.name, 20) + " " + padded(training, 82)
+            let name = precision == .fp32 ? workload.name : "\(workload.name) [\(precision)]"
+            print(padded(name, 20) + " " + padded(training, 82)
                   + String(format: "   infer %9.1f img/s (%3d reps, %5.1f GFLOP/s, %5.1f %% of peak, %.1f allocs/call)   peak RSS %.0f MB",
                            inferenceRate, inferenceRepeats, inferenceGFLOPs, inferenceGFLOPs / peak * 100,
                            inferenceAllocations, peakMB))

@@ -4,6 +4,7 @@ import FoveaData
 import FoveaDistributed
 import FoveaModels
 import FoveaONNX
+import FoveaTensor
 import FoveaTrain
 
 @main
@@ -15,7 +16,8 @@ struct Fovea: AsyncParsableCommand {
             Exit codes: 0 ok, 64 usage, 65 bad data or model file, 1 anything else.
             Fashion-MNIST is read from /usr/share/datasets/fashion-mnist unless --data-dir or FOVEA_DATA says otherwise.
             """,
-        subcommands: [Train.self, Evaluate.self, Predict.self, Serve.self, Export.self, Models.self, Datasets.self, Bench.self])
+        subcommands: [Train.self, Evaluate.self, Predict.self, Serve.self, Export.self, Quantize.self, Models.self, Datasets.self,
+                      Bench.self])
 }
 
 /// Runs `body`, turning library errors into a message on stderr and the exit code of the CLI contract. In a
@@ -70,4 +72,30 @@ func printJSON(_ data: Data) {
 /// A warning on stderr.
 func warn(_ message: String) {
     FileHandle.standardError.write(Data("warning: \(message)\n".utf8))
+}
+
+extension Precision: ExpressibleByArgument {}
+
+extension Precision {
+    /// The precision a command runs in for `--precision`: itself where the CPU has it; otherwise fp32, after a warning
+    /// on standard error.
+    func forThisMachine() -> Precision {
+        let (precision, warning) = resolved()
+        if let warning { FileHandle.standardError.write(Data("warning: --precision \(self): \(warning)\n".utf8)) }
+        return precision
+    }
+}
+
+extension Optional where Wrapped == Precision {
+    /// The precision to run the model of `weights` in: the one asked for or, by default, int8 for a quantized model
+    /// (its sidecar has `quantization`) and fp32 otherwise; see `forThisMachine` for a CPU without it. int8 asked of a
+    /// model without calibration is a usage error.
+    func forModel(_ sidecar: ModelSidecar, weights: String) throws -> Precision {
+        let requested = self ?? (sidecar.quantization == nil ? .fp32 : .int8)
+        if requested == .int8 && sidecar.quantization == nil {
+            throw TrainingError.invalidOption("--precision int8 needs a quantized model, and \(weights) has no calibration: "
+                                              + "make one with fovea quantize --weights \(weights) --calibrate-on DATASET --output FILE")
+        }
+        return requested.forThisMachine()
+    }
 }

@@ -29,19 +29,27 @@ struct Predict: ParsableCommand {
     @Option(name: .customLong("explain-class"),
             help: ArgumentHelp("With --explain: explain this class (index or name) instead of each image's top class.", valueName: "CLASS"))
     var explainClass: String?
+    @Option(help: ArgumentHelp("Arithmetic of convolutions and fully connected layers: fp32, bf16 (mixed precision) or int8 (a quantized model; its default).",
+                               valueName: "fp32|bf16|int8"))
+    var precision: Precision?
     @Argument(help: "Image files.") var images: [String]
 
     func run() throws {
-        try runReportingErrors {
+        try runReportingErrors { try predict() }
+    }
+
+    private func predict() throws {
+        do {
             guard topK >= 1 else { throw TrainingError.invalidOption("--top-k must be at least 1") }
             guard !images.isEmpty else { throw TrainingError.invalidOption("give at least one image") }
             if explainClass != nil && explain == nil { throw TrainingError.invalidOption("--explain-class needs --explain DIR") }
             if explain != nil && (features || npy != nil) { throw TrainingError.invalidOption("--explain does not go with --features") }
             let classifier = try ImageClassifier(weights: weights, warn: warn)
+            classifier.precision = try precision.forModel(classifier.sidecar, weights: weights)
             let wantedClass = try explainClass.map { try classIndex($0, in: classifier.sidecar.classes) }
             let prepared = try images.map { try classifier.prepare(path: $0) }
             if features || npy != nil {
-                try printFeatures(classifier, prepared)
+                try Precision.run(classifier.precision) { try printFeatures(classifier, prepared) }
                 return
             }
             let results = try classifier.classify(prepared, names: images)

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import FoveaServe
+import FoveaTensor
 import FoveaTrain
 import Logging
 
@@ -19,6 +20,9 @@ struct Serve: AsyncParsableCommand {
             404/405, 503 with Retry-After (queue over --max-queue images, or not ready yet), 504 (no answer within
             --request-timeout). SIGTERM or SIGINT stops accepting connections, answers what is in flight and exits 0.
             Logs are JSON lines on standard error.
+
+            A quantized model (fovea quantize) is served in int8; --precision chooses otherwise (bf16: mixed precision,
+            fp32). Grad-CAM explanations run in fp32.
             """)
 
     @Option(help: "A model.safetensors written by `fovea train` (its sidecar beside it), or an .onnx model.") var weights: String
@@ -31,6 +35,9 @@ struct Serve: AsyncParsableCommand {
     @Option(name: .customLong("max-image-pixels"), help: "Largest width × height of an image (checked from its header).") var maxImagePixels = 40_000_000
     @Option(name: .customLong("request-timeout"), help: "Seconds a request may wait for its answer; then 504.") var requestTimeout = 30.0
     @Option(name: .customLong("log-level"), help: "trace, debug, info, notice, warning, error or critical.") var logLevel = "info"
+    @Option(help: ArgumentHelp("Arithmetic of convolutions and fully connected layers: fp32, bf16 (mixed precision) or int8 (a quantized model; its default).",
+                               valueName: "fp32|bf16|int8"))
+    var precision: Precision?
 
     func validate() throws {
         func check(_ ok: Bool, _ message: String) throws { if !ok { throw ValidationError(message) } }
@@ -58,6 +65,7 @@ struct Serve: AsyncParsableCommand {
         var server: FoveaServer?
         try runReportingErrors {
             let classifier = try ImageClassifier(weights: weights, warn: warn)
+            classifier.precision = try precision.forModel(classifier.sidecar, weights: weights)
             server = try FoveaServer(classifier: classifier, configuration: configuration, logger: logger)
         }
         do {

@@ -40,6 +40,11 @@ struct Train: ParsableCommand {
             summed, so every metric is the whole test set's; rank 0 alone prints and writes files. Batch norm uses each
             rank's statistics, or all ranks' with --sync-batch-norm. Every rank must see the data (and, for --resume
             and --init-from, the files). Without mpirun no MPI library is needed.
+
+            --precision bf16: mixed precision. Convolutions and fully connected layers multiply in bfloat16 on oneDNN
+            (AMX or AVX-512 BF16), accumulating in float32; batch norm, activations, pooling, softmax, the loss, the
+            optimizer and the weights stay float32, and so do checkpoints and model files. On a CPU without bfloat16
+            instructions the run warns and trains in fp32.
             """)
 
     @Option(help: "A named set of options (see above); flags given override it.") var recipe: String?
@@ -176,6 +181,9 @@ struct Train: ParsableCommand {
     @Flag(name: .customLong("no-overlap"),
           help: "Data-parallel training: start the gradient allreduces after the backward pass instead of during it.")
     var noOverlap = false
+    @Option(help: ArgumentHelp("Arithmetic of convolutions and fully connected layers: fp32 (default) or bf16 (mixed precision); int8 is for inference (fovea quantize).",
+                               valueName: "fp32|bf16"))
+    var precision: Precision?
     @Option(name: .customLong("kill-after-step"), help: .hidden) var killAfterStep: Int?
     @Option(name: .customLong("kill-rank"), help: .hidden) var killRank: Int?
     @Flag(help: "Print the final report as JSON on stdout.") var json = false
@@ -213,6 +221,7 @@ struct Train: ParsableCommand {
         if limitTrain != nil { o.limitTrain = limitTrain }
         if syncBatchNorm { o.syncBatchNorm = true }
         set(bucketMB, \.bucketMegabytes)
+        set(precision, \.precision)
         if noOverlap { o.overlapCommunication = false }
         if limitTest != nil { o.limitTest = limitTest }
         if output != nil { o.outputDirectory = output }
@@ -337,9 +346,10 @@ struct Train: ParsableCommand {
             let result = try trainer.fit(resume: resume != nil)
             if let parallel = trainer.dataParallel, primary, !quiet {
                 FileHandle.standardError.write(Data(String(
-                    format: "data-parallel: %d steps, %.3f s per step waiting for gradients after the backward pass; "
-                        + "buckets started during / after it: %d / %d\n",
+                    format: "data-parallel: %d steps, %.3f s of %.3f s per step (%.1f %%) waiting for gradients after the "
+                        + "backward pass; buckets started during / after it: %d / %d\n",
                     parallel.steps, parallel.waitSeconds / Double(max(parallel.steps, 1)),
+                    parallel.stepSeconds / Double(max(parallel.steps, 1)), 100 * parallel.waitSeconds / max(parallel.stepSeconds, 1e-9),
                     parallel.bucketsStartedDuringBackward, parallel.bucketsStartedAfterBackward).utf8))
             }
             defer { communicator?.finalize() }

@@ -49,19 +49,19 @@ final class Scratchpad: @unchecked Sendable {
     }
 }
 
-/// A memory descriptor for a dense f32 tensor of `shape` in `layout`.
-func memoryDescriptor(_ shape: [Int], _ layout: Layout) throws -> dnnl_memory_desc_t {
+/// A memory descriptor for a dense tensor of `shape` in `layout`, of f32 elements unless `type` says otherwise.
+func memoryDescriptor(_ shape: [Int], _ layout: Layout, _ type: dnnl_data_type_t = dnnl_f32) throws -> dnnl_memory_desc_t {
     var md = dnnl_memory_desc_t()
     let dims = shape.map { Int64($0) }
-    try check(dnnl_memory_desc_init_by_tag(&md, Int32(shape.count), dims, dnnl_f32, layout.tag(rank: shape.count)),
+    try check(dnnl_memory_desc_init_by_tag(&md, Int32(shape.count), dims, type, layout.tag(rank: shape.count)),
               "dnnl_memory_desc_init_by_tag(\(shape), \(layout))")
     return md
 }
 
-/// A memory descriptor that lets the primitive choose the layout.
-func anyDescriptor(_ shape: [Int]) throws -> dnnl_memory_desc_t {
+/// A memory descriptor that lets the primitive choose the layout (of f32 elements unless `type` says otherwise).
+func anyDescriptor(_ shape: [Int], _ type: dnnl_data_type_t = dnnl_f32) throws -> dnnl_memory_desc_t {
     var md = dnnl_memory_desc_t()
-    try check(dnnl_memory_desc_init_by_tag(&md, Int32(shape.count), shape.map { Int64($0) }, dnnl_f32, dnnl_format_tag_any),
+    try check(dnnl_memory_desc_init_by_tag(&md, Int32(shape.count), shape.map { Int64($0) }, type, dnnl_format_tag_any),
               "dnnl_memory_desc_init_by_tag(\(shape), any)")
     return md
 }

@@ -136,15 +136,24 @@ struct Epilogue: Hashable {
     }
 }
 
-/// Creates a primitive descriptor from an op descriptor, with user-mode scratchpad attributes and the `epilogue`
-/// as post-ops.
+/// Creates a primitive descriptor from an op descriptor, with user-mode scratchpad attributes, the `epilogue`
+/// as post-ops and, for int8 kernels, `outputScales` (one per output channel, dimension 1) applied to the int32 sums
+/// before the post-ops.
 func makePrimitiveDescriptor<Descriptor>(_ opDescriptor: inout Descriptor, hint: dnnl_primitive_desc_t? = nil,
-                                         epilogue: Epilogue = Epilogue(), name: String) throws -> dnnl_primitive_desc_t {
+                                         epilogue: Epilogue = Epilogue(), outputScales: [Float]? = nil,
+                                         name: String) throws -> dnnl_primitive_desc_t {
     var attributes = Engine.shared.attributes
     var owned: dnnl_primitive_attr_t?
-    if !epilogue.isEmpty {
+    defer { if let owned { dnnl_primitive_attr_destroy(owned) } }
+    if !epilogue.isEmpty || outputScales != nil {
         try check(dnnl_primitive_attr_clone(&owned, Engine.shared.attributes), "dnnl_primitive_attr_clone(\(name))")
         attributes = owned!
+    }
+    if let outputScales {
+        try check(dnnl_primitive_attr_set_output_scales(attributes, Int64(outputScales.count), outputScales.count == 1 ? 0 : 1 << 1,
+                                                        outputScales), "dnnl_primitive_attr_set_output_scales(\(name))")
+    }
+    if !epilogue.isEmpty {
         var postOps: dnnl_post_ops_t?
         try check(dnnl_post_ops_create(&postOps), "dnnl_post_ops_create(\(name))")
         defer { dnnl_post_ops_destroy(postOps) }
@@ -155,7 +164,6 @@ func makePrimitiveDescriptor<Descriptor>(_ opDescriptor: inout Descriptor, hint:
         }
         try check(dnnl_primitive_attr_set_post_ops(attributes, postOps), "dnnl_primitive_attr_set_post_ops(\(name))")
     }
-    defer { if let owned { dnnl_primitive_attr_destroy(owned) } }
     var pd: dnnl_primitive_desc_t?
     try withUnsafePointer(to: &opDescriptor) { pointer in
         try check(dnnl_primitive_desc_create(&pd, UnsafeRawPointer(pointer), attributes,

@@ -1,13 +1,23 @@
 import CDNNL
 
-/// Copies `source` (described by `from`) into `destination` (described by `to`) with a cached reorder.
+/// Copies `source` (described by `from`) into `destination` (described by `to`) with a cached reorder; with `scale`,
+/// every value is multiplied by it on the way (rounded to nearest and saturated when `to` is an integer type). The
+/// key must tell different scales apart.
 func reorder(_ source: Storage, from: dnnl_memory_desc_t, to destination: Storage,
-             _ toDescriptor: dnnl_memory_desc_t, key: PrimitiveKey) throws {
+             _ toDescriptor: dnnl_memory_desc_t, scale: Float? = nil, key: PrimitiveKey) throws {
     let primitive = try PrimitiveCache.shared.primitive(key) {
         var pd: dnnl_primitive_desc_t?
         var source = from, destination = toDescriptor
+        var attributes = Engine.shared.attributes
+        var owned: dnnl_primitive_attr_t?
+        defer { if let owned { dnnl_primitive_attr_destroy(owned) } }
+        if var scale {
+            try check(dnnl_primitive_attr_clone(&owned, Engine.shared.attributes), "dnnl_primitive_attr_clone(reorder)")
+            attributes = owned!
+            try check(dnnl_primitive_attr_set_output_scales(attributes, 1, 0, &scale), "dnnl_primitive_attr_set_output_scales(reorder)")
+        }
         try check(dnnl_reorder_primitive_desc_create(&pd, &source, Engine.shared.engine, &destination,
-                                                     Engine.shared.engine, Engine.shared.attributes),
+                                                     Engine.shared.engine, attributes),
                   "dnnl_reorder_primitive_desc_create")
         return pd!
     }
@@ -31,11 +41,32 @@ extension Tensor {
     }
 
     /// Reorders raw weights or activations described by an arbitrary descriptor into a fresh buffer.
+    /// With `scale`, every value is multiplied by it on the way (quantization: rounded, saturated); the key must say it.
     static func reorderRaw(_ source: Storage, from: dnnl_memory_desc_t,
-                           to target: dnnl_memory_desc_t, key: PrimitiveKey) throws -> Storage {
-        let storage = Storage(capacity: max(byteSize(target) / 4, 1))
-        try reorder(source, from: from, to: storage, target,
-                    key: key)
+                           to target: dnnl_memory_desc_t, scale: Float? = nil, key: PrimitiveKey) throws -> Storage {
+        let storage = Storage(capacity: max((byteSize(target) + 3) / 4, 1))
+        try reorder(source, from: from, to: storage, target, scale: scale, key: key)
         return storage
+    }
+}
+
+extension Tensor {
+    /// The elements in `layout` as a kernel operand of `type`: for f32 the tensor's own storage when it is already in
+    /// `layout` (else a reordered copy), for bf16 a converted copy (round to nearest even).
+    func operand(in layout: Layout, _ type: dnnl_data_type_t) throws -> Storage {
+        if type == dnnl_f32 { return try detached.reordered(to: layout).storage }
+        return try Tensor.reorderRaw(storage, from: try memoryDescriptor(shape, self.layout),
+                                     to: try memoryDescriptor(shape, layout, type),
+                                     key: PrimitiveKey(kind: "operand", values: shape + [self.layout.rawValue, layout.rawValue,
+                                                                                         Int(type.rawValue)]))
+    }
+}
+
+extension Precision {
+    /// The element type a convolution or inner product multiplies in on the calling thread: bf16 where it is in force
+    /// and the CPU has it, f32 otherwise.
+    static var currentOperandType: dnnl_data_type_t {
+        let precision = current
+        return precision.isSupported ? precision.operandType : dnnl_f32
     }
 }
