@@ -22,9 +22,17 @@ public struct JSONLogHandler: LogHandler {
         var object: [String: Any] = ["time": Self.timestamp(), "level": event.level.rawValue, "label": label, "message": "\(event.message)"]
         for (key, value) in metadata.merging(event.metadata ?? [:], uniquingKeysWith: { $1 }) { object[key] = Self.plain(value) }
         if let error = event.error { object["error"] = "\(error)" }
-        guard var data = try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys, .withoutEscapingSlashes]) else { return }
-        data.append(10)
-        Self.lock.withLock { FileHandle.standardError.write(data) }
+        var line = JSONText.bytes(object)
+        line.append(10)
+        Self.lock.withLock {
+            line.withUnsafeBytes { bytes in
+                var offset = 0
+                while offset < bytes.count {
+                    let written = Glibc.write(2, bytes.baseAddress! + offset, bytes.count - offset)
+                    if written > 0 { offset += written } else if written < 0 && errno == EINTR { continue } else { break }
+                }
+            }
+        }
     }
 
     static func plain(_ value: Logger.Metadata.Value) -> Any {
