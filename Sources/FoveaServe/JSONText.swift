@@ -1,8 +1,9 @@
 import Foundation
 
-/// The service's JSON writer: the same text as `JSONSerialization` with `.sortedKeys` and `.withoutEscapingSlashes`
-/// for the values the service answers with (dictionaries with string keys, arrays, strings, integers, floating-point
-/// numbers, booleans and `NSNull`), about ten times faster.
+/// The service's JSON writer: the same values as `JSONSerialization` with `.sortedKeys` and `.withoutEscapingSlashes`
+/// for what the service answers with (dictionaries with string keys, arrays, strings, integers, floating-point
+/// numbers, booleans and `NSNull`), in the same text for the service's keys, about ten times faster. Keys are sorted
+/// by their UTF-8 bytes (Foundation folds case: it puts `a` before `A`; here `A` comes first).
 ///
 /// Measured on a LeNet-5 under 64 connections, Foundation's writer took 45 % of the server's CPU time: it sorts
 /// every dictionary's keys through `AnyHashable` and casts every value several times. Every answer and every log
