@@ -4,8 +4,13 @@ import Foundation
 ///
 /// `bf16` is mixed precision as PyTorch's CPU autocast does it: a convolution or fully connected layer converts its
 /// input and weights to bfloat16 (8 bits of mantissa) for the multiplications, which oneDNN runs on AMX or AVX-512 BF16,
-/// accumulates in float32 and returns float32; the gradients it passes back are float32 too. Depthwise convolutions
-/// stay float32 (memory-bound: no matrix unit helps them, and the conversions cost more than they save). Everything else — batch
+/// and accumulates in float32. In training it returns float32, and the gradients it passes back are float32 too. In
+/// inference (nothing recorded) a convolution stores its result as bfloat16, as autocast does: the next convolution
+/// reads it as it is, and anything else reads it widened to float32 (exactly) on first use — so activations between
+/// convolutions cross memory at half the width and are not converted again. Depthwise convolutions stay float32
+/// (memory-bound: no matrix unit helps them, and converting their input costs more than it saves), except in inference
+/// on an input that is bfloat16 already; so does a convolution followed by SiLU in inference (Fovea's own SiLU kernel
+/// works in float32). Everything else — batch
 /// norm and its statistics, activations, pooling, softmax, the loss, the optimizer and the weights themselves (the
 /// float32 master copy) — stays float32, so checkpoints, model files and exact resume are unchanged.
 ///

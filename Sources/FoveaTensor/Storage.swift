@@ -1,19 +1,63 @@
 import Foundation
+import CFoveaKernels
 
 /// Reference-counted, 64-byte aligned Float memory. Freed blocks go back to `MemoryPool` for reuse,
 /// so a training step in steady state allocates (almost) nothing from the system.
+///
+/// A block may instead hold its elements as bfloat16 (`init(bfloat16Of:)`: what an inference convolution under
+/// `Precision.bf16` writes, for the next convolution to read as it is); the Float block is then made, and the values
+/// widened into it, the first time anything asks for `pointer`, after which the bfloat16 copy is dropped.
 public final class Storage: @unchecked Sendable {
-    /// First element.
-    public let pointer: UnsafeMutablePointer<Float>
     /// Number of Float elements the block holds (may exceed the tensor's logical count for blocked layouts).
     public let capacity: Int
+    private var base: UnsafeMutablePointer<Float>?
+    /// The elements as bfloat16 (two to a Float slot) while they have not been widened into `base`.
+    private var narrow: Storage?
 
     init(capacity: Int) {
         self.capacity = capacity
-        pointer = MemoryPool.shared.take(capacity)
+        base = MemoryPool.shared.take(capacity)
     }
 
-    deinit { MemoryPool.shared.give(pointer, capacity) }
+    /// A block of `capacity` Float elements whose values are, for now, the bfloat16 ones in `narrow`
+    /// (at least `capacity` × 2 bytes, in the same layout).
+    init(capacity: Int, bfloat16Of narrow: Storage) {
+        precondition(narrow.capacity * 2 >= capacity, "a bfloat16 block of \(narrow.capacity * 2) elements for \(capacity)")
+        self.capacity = capacity
+        self.narrow = narrow
+    }
+
+    /// First element (as Float: bfloat16 values are widened first).
+    public var pointer: UnsafeMutablePointer<Float> {
+        if let base, narrow == nil { return base }
+        return widened()
+    }
+
+    /// The bfloat16 copy of the elements, while nothing has asked for them as Float.
+    var bfloat16: Storage? {
+        Storage.widening.lock()
+        defer { Storage.widening.unlock() }
+        return narrow
+    }
+
+    private func widened() -> UnsafeMutablePointer<Float> {
+        Storage.widening.lock()
+        defer { Storage.widening.unlock() }
+        if let narrow {
+            let target = base ?? MemoryPool.shared.take(capacity)
+            let source = UnsafeRawPointer(narrow.pointer).assumingMemoryBound(to: UInt16.self)
+            fovea_widen_bf16(source, target, capacity)
+            base = target
+            self.narrow = nil
+        }
+        return base!
+    }
+
+    private static let widening = NSLock()
+
+    deinit {
+        if let base { MemoryPool.shared.give(base, capacity) }
+    }
 }
 
 /// Recycles Float blocks by exact size. Thread-safe: loader threads may free tensors too.

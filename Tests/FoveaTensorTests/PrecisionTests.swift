@@ -1,4 +1,5 @@
 import Foundation
+import CFoveaKernels
 import FoveaTensor
 import Testing
 
@@ -75,13 +76,74 @@ struct PrecisionTests {
         }
         let onRounded = reference(Self.rounded(x), Self.rounded(w), b)
         let magnitude = reference(Self.absolute(x), Self.absolute(w), nil)
-        #expect(relativeError(actual, onRounded) < 1e-5, "against f32 arithmetic on rounded operands: \(relativeError(actual, onRounded))")
-        #expect(Self.withinFormatBound(actual, exact, magnitude: magnitude, terms: weightShape[1...].reduce(1, *)))
+        // In inference the result is stored as bf16 (as autocast does): every value is a bfloat16, the f32 sum on rounded
+        // operands rounded once more — to the nearest bf16 or, where the f32 sums of kernel and reference straddle a
+        // rounding boundary, its neighbour: within 2⁻⁸ of the value.
+        #expect(actual.allSatisfy { Float($0).bitPattern & 0xFFFF == 0 }, "the inference output is not bfloat16")
+        #expect(zip(actual, onRounded).allSatisfy { abs($0 - $1) <= pow(2, -8) * abs($1) + 1e-6 },
+                "against f32 arithmetic on rounded operands, rounded to bf16: \(relativeError(actual, onRounded))")
+        #expect(relativeError(actual, onRounded.map(Self.bfloat16)) < 1e-3)
+        // The output's own rounding adds 2⁻⁹·|y| ≤ 2⁻⁹·Σ|a·b|: half the products' bound again.
+        #expect(Self.withinFormatBound(actual, exact, magnitude: magnitude.map { $0 * 1.5 }, terms: weightShape[1...].reduce(1, *)))
         // The multiplications did round: an f32 kernel would be ~1e-7 from the exact result.
         #expect(relativeError(actual, exact) > 1e-4, "no bf16 rounding seen: \(relativeError(actual, exact))")
         // The same convolution in fp32 is unchanged by all this.
         let fp32 = try Autodiff.withoutRecording { try conv2d(xt, weight: wt, bias: bt, geometry: geometry) }
         #expect(relativeError(try fp32.toArray().map(Double.init), exact) < 1e-5)
+    }
+
+    /// A residual block as ResNet's, then a depthwise convolution and a pooling, in inference under bf16: each
+    /// convolution reads the previous one's bf16 output as it is (no f32 round trip), the residual is added to the
+    /// bf16 destination, the depthwise convolution runs in bf16 on its bf16 input, and max pooling (f32) widens its
+    /// input exactly. Reference: the same chain in Double with every operand and every convolution output rounded to
+    /// bf16 (a value off by one bf16 step where kernel and reference straddle a rounding boundary propagates: the
+    /// comparison is by relative norm, 2⁻⁸ at most).
+    @Test("bf16 inference chains: convolution outputs stay bf16 into the next convolution, the residual sum and a depthwise one",
+          .enabled(if: supported), arguments: [Layout.plain, .nChw16c])
+    func inferenceChain(_ layout: Layout) throws {
+        var generator = SeededGenerator(seed: layout == .plain ? 5 : 6)
+        let x = randomArray([2, 32, 8, 8], &generator)
+        let w1 = randomArray([32, 32, 3, 3], &generator, scale: 0.06), b1 = randomArray([32], &generator, scale: 0.1)
+        let w2 = randomArray([32, 32, 3, 3], &generator, scale: 0.06), b2 = randomArray([32], &generator, scale: 0.1)
+        let w3 = randomArray([32, 1, 3, 3], &generator, scale: 0.3)
+        func tensor(_ a: ReferenceArray) throws -> Tensor { try Tensor(shape: a.shape, values: a.floats) }
+        let same = ConvolutionGeometry(padding: [1, 1]), depthwise = ConvolutionGeometry(padding: [1, 1], groups: 32)
+        let (y1, y2, y3, pooled) = try Precision.run(.bf16) {
+            try Autodiff.withoutRecording {
+                let xt = try tensor(x).reordered(to: layout)
+                let y1 = try conv2d(xt, weight: try tensor(w1), bias: try tensor(b1), geometry: same, activation: .relu)
+                let y2 = try conv2d(y1, weight: try tensor(w2), bias: try tensor(b2), geometry: same, residual: y1, activation: .relu)
+                let y3 = try conv2d(y2, weight: try tensor(w3), geometry: depthwise)
+                return (y1, y2, y3, try maxPool2d(y3, geometry: PoolingGeometry(kernel: [2, 2])))
+            }
+        }
+        let r = Self.rounded
+        let e1 = r(Reference.relu(Reference.conv2d(r(x), weight: r(w1), bias: b1, stride: [1, 1], padding: [1, 1],
+                                                   dilation: [1, 1], groups: 1)))
+        let e2 = r(Reference.relu(Reference.add(Reference.conv2d(e1, weight: r(w2), bias: b2, stride: [1, 1], padding: [1, 1],
+                                                                 dilation: [1, 1], groups: 1), e1)))
+        let e3 = r(Reference.conv2d(e2, weight: r(w3), bias: nil, stride: [1, 1], padding: [1, 1], dilation: [1, 1], groups: 32))
+        for (name, tensor, expected) in [("first", y1, e1), ("residual", y2, e2), ("depthwise", y3, e3)] {
+            let actual = try tensor.toArray().map(Double.init)
+            #expect(actual.allSatisfy { Float($0).bitPattern & 0xFFFF == 0 }, "\(name) convolution's output is not bfloat16")
+            #expect(relativeError(actual, expected.values) < pow(2, -8), "\(name): \(relativeError(actual, expected.values))")
+        }
+        // Pooling takes the widened values: the maxima of the depthwise output itself, exactly.
+        let widened = try ReferenceArray(shape: y3.shape, values: y3.toArray().map(Double.init))
+        #expect(try pooled.toArray().map(Double.init) == Reference.maxPool2d(widened, kernel: [2, 2], stride: [2, 2], padding: [0, 0], ceilMode: false).values)
+    }
+
+    @Test("widening bfloat16 to float32 is exact, on one thread and on the team, at every tail length",
+          arguments: [1, 15, 16, 17, 16_383, 16_384, 100_003])
+    func widening(_ count: Int) {
+        var generator = SeededGenerator(seed: UInt64(count))
+        let halves = (0..<count).map { _ in UInt16(truncatingIfNeeded: generator.next()) }
+        var team = [Float](repeating: .nan, count: count), single = [Float](repeating: .nan, count: count)
+        fovea_widen_bf16(halves, &team, count)
+        fovea_widen_bf16_range(halves, &single, 0, count)
+        let expected = halves.map { Float(bitPattern: UInt32($0) << 16) }
+        #expect(team.map(\.bitPattern) == expected.map(\.bitPattern))
+        #expect(single.map(\.bitPattern) == expected.map(\.bitPattern))
     }
 
     @Test("convolution gradients in bf16: input, weight and bias gradients equal f32 arithmetic on bf16-rounded operands",

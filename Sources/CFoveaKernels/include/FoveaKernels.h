@@ -46,6 +46,12 @@ void fovea_silu_inplace(float *values, long count);
 /// only where AVX-512 is missing: for tests on machines that have it.
 void fovea_silu_portable(float *values, long count);
 
+/// bfloat16 → float32: `target[i]` = `source[i]` widened (exact), for i < `count`. Runs on oneDNN's OpenMP threads.
+void fovea_widen_bf16(const uint16_t *source, float *target, long count);
+
+/// The same over [first, end) on the calling thread (for tests).
+void fovea_widen_bf16_range(const uint16_t *source, float *target, long first, long end);
+
 /// SHA-256 (FIPS 180-4), fed in pieces: init, update with each piece in order, final writes the 32-byte digest.
 /// Blocks go through the CPU's SHA extensions where it has them, else through portable C.
 typedef struct {

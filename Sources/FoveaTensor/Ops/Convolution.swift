@@ -57,7 +57,7 @@ public func conv2d(_ input: Tensor, weight: Tensor, bias: Tensor? = nil,
 
 private func convolution2D(_ input: Tensor, weight: Tensor, bias: Tensor?, geometry: ConvolutionGeometry,
                            residual: Tensor?, activation: Activation?, prepared: PreparedWeights?, quantizer: ActivationQuantizer?,
-                           name: String) throws -> Tensor {
+                           name: String, narrowOutput: Bool = true) throws -> Tensor {
     if residual != nil || activation != nil {
         let recorded = Autodiff.recording && (input.node != nil || weight.node != nil || bias?.node != nil || residual?.node != nil)
         if recorded {
@@ -68,8 +68,10 @@ private func convolution2D(_ input: Tensor, weight: Tensor, bias: Tensor?, geome
     }
     if activation == .silu && !ownSiLUOff {
         // Not recorded (that returned above): SiLU by Fovea's kernel right after the convolution, not as a post-op.
-        let y = try conv2d(input, weight: weight, bias: bias, geometry: geometry, residual: residual, activation: nil,
-                           prepared: prepared, quantizer: quantizer, name: name)
+        let y = try convolution2D(input, weight: weight, bias: bias, geometry: geometry, residual: residual, activation: nil,
+                                  prepared: prepared, quantizer: quantizer, name: name, narrowOutput: false)
+        OperationTrace.record(.convolution(geometry, bias: bias != nil, residual: residual != nil, activation: nil),
+                              [input, weight, bias, residual], y)
         runOwnKernel("silu_i \(y.shape + [y.layout.rawValue])") { fovea_silu_inplace(y.storage.pointer, y.storage.capacity) }
         return y
     }
@@ -113,12 +115,18 @@ private func convolution2D(_ input: Tensor, weight: Tensor, bias: Tensor?, geome
     // weights and input stay f32. oneDNN's Winograd kernels are f32 only. Depthwise convolutions stay f32: they are
     // memory-bound, no matrix unit speeds them up, and converting their input and gradients costs more than it saves.
     // (EfficientNet-B0 bf16 training 18 against 12 img/s, MobileNetV2 inference 220 against 182, Xeon with AMX.)
+    //
+    // In inference under bf16 the output is bf16 too, as with PyTorch's autocast (`Storage(capacity:bfloat16Of:)`): the
+    // next convolution reads it as it is, anything else widens it to f32 on first use. A depthwise convolution whose
+    // input is such an output reads it in bf16 as well. (Not before Fovea's own SiLU kernel, which wants f32.)
     let depthwise = g.groups > 1 && g.groups == channels && weight.shape[1] == 1
-    let operandType = depthwise && !bf16DepthwiseConvolutions ? dnnl_f32 : Precision.currentOperandType
+    let narrowInput = training ? nil : input.storage.bfloat16
+    let operandType = depthwise && !bf16DepthwiseConvolutions && narrowInput == nil ? dnnl_f32 : Precision.currentOperandType
+    let outputType = !training && narrowOutput && operandType == dnnl_bf16 && !narrowOutputsOff ? dnnl_bf16 : dnnl_f32
     let winograd = operandType == dnnl_f32 && (training || reusable != nil)
         && winogradCandidate(input.shape, weight.shape, geometry: g)
     let keyValues = input.shape + weight.shape + g.stride + g.padding + g.dilation + [g.groups, bias == nil ? 0 : 1]
-        + epilogue.keyValues + [winograd ? 1 : 0, Int(operandType.rawValue)]
+        + epilogue.keyValues + [winograd ? 1 : 0, Int(operandType.rawValue), Int(outputType.rawValue)]
     let weightShape5 = g.groups == 1 ? weight.shape : [g.groups, k / g.groups] + weight.shape.dropFirst()
     let strides = g.stride.map(Int64.init), padding = g.padding.map(Int64.init)
     let dilation = g.dilation.map { Int64($0 - 1) }
@@ -143,7 +151,8 @@ private func convolution2D(_ input: Tensor, weight: Tensor, bias: Tensor?, geome
             var desc = dnnl_convolution_desc_t()
             var src = try activationLayout.map { try memoryDescriptor(input.shape, $0, operandType) }
                 ?? anyDescriptor(input.shape, operandType)
-            var dst = try activationLayout.map { try memoryDescriptor(outputShape, $0) } ?? anyDescriptor(outputShape)
+            var dst = try activationLayout.map { try memoryDescriptor(outputShape, $0, outputType) }
+                ?? anyDescriptor(outputShape, outputType)
             var wei = try anyDescriptor(weightShape5, operandType)
             var biasMD = bias == nil ? dnnl_memory_desc_t() : try memoryDescriptor([k], .plain)
             try check(dnnl_dilated_convolution_forward_desc_init(&desc, training ? dnnl_forward_training : dnnl_forward_inference,
@@ -164,7 +173,16 @@ private func convolution2D(_ input: Tensor, weight: Tensor, bias: Tensor?, geome
         throw TensorError.invalidArgument(operation: name, message: "no convolution implementation for \(input.shape) in a known layout")
     }
     let sourceLayout = try layoutOf(forward, DNNL_ARG_SRC, input.shape, name)
-    let source = try input.detached.operand(in: sourceLayout, operandType)
+    let source: Storage
+    if let narrowInput, operandType == dnnl_bf16 {
+        source = sourceLayout == input.layout ? narrowInput
+            : try Tensor.reorderRaw(narrowInput, from: try memoryDescriptor(input.shape, input.layout, dnnl_bf16),
+                                    to: try memoryDescriptor(input.shape, sourceLayout, dnnl_bf16),
+                                    key: PrimitiveKey(kind: "operand16", values: input.shape + [input.layout.rawValue,
+                                                                                                sourceLayout.rawValue]))
+    } else {
+        source = try input.detached.operand(in: sourceLayout, operandType)
+    }
     let plainWeight = try weight.detached.reordered(to: .plain)
     let weightMD = forward.descriptor(for: DNNL_ARG_WEIGHTS)
     let plainWeightMD = try plainWeightDescriptor(weight.shape, groups: g.groups)
@@ -179,6 +197,26 @@ private func convolution2D(_ input: Tensor, weight: Tensor, bias: Tensor?, geome
         reusable?.store(kernelWeight, for: forwardKey)
     }
     let destinationLayout = try layoutOf(forward, DNNL_ARG_DST, outputShape, name)
+    if outputType == dnnl_bf16 {
+        let destinationMD = forward.descriptor(for: DNNL_ARG_DST)
+        let narrow = Storage(capacity: max((byteSize(destinationMD) + 3) / 4, 1))
+        if let residual {
+            // The sum post-op adds what the destination holds: the residual, in bf16, in the destination's layout.
+            if let residualNarrow = residual.storage.bfloat16, residual.layout == destinationLayout {
+                UnsafeMutableRawPointer(narrow.pointer).copyMemory(from: residualNarrow.pointer, byteCount: byteSize(destinationMD))
+            } else {
+                try reorder(residual.storage, from: try memoryDescriptor(outputShape, residual.layout), to: narrow, destinationMD,
+                            key: PrimitiveKey(kind: "residual16", values: outputShape + [residual.layout.rawValue,
+                                                                                         destinationLayout.rawValue]))
+            }
+        }
+        var buffers: [(Int32, Storage)] = [(DNNL_ARG_SRC, source), (DNNL_ARG_WEIGHTS, kernelWeight), (DNNL_ARG_DST, narrow)]
+        if let bias { buffers.append((DNNL_ARG_BIAS, try bias.detached.reordered(to: .plain).storage)) }
+        try forward.execute(buffers)
+        OperationCounter.add(outputShape.reduce(1, *) * weight.shape[1...].reduce(1, *))
+        let capacity = byteSize(try memoryDescriptor(outputShape, destinationLayout)) / 4
+        return Tensor(shape: outputShape, layout: destinationLayout, storage: Storage(capacity: capacity, bfloat16Of: narrow))
+    }
     let result: Tensor
     if let residual {
         // The sum post-op adds what the destination holds: start from a private copy of the residual.
@@ -206,6 +244,15 @@ private func convolution2D(_ input: Tensor, weight: Tensor, bias: Tensor?, geome
     let outputLayout = result.layout
     return result.recorded(from: [input, weight] + (bias.map { [$0] } ?? [])) { gradient in
         var inputGradient: Tensor?
+        // The output gradient as the backward kernels' operand; in bf16, converted once when both kernels want it in
+        // the same layout (ResNet-18 training: one reorder of every output gradient fewer).
+        var converted: (layout: Layout, storage: Storage)?
+        func gradientOperand(_ layout: Layout) throws -> Storage {
+            if let converted, converted.layout == layout { return converted.storage }
+            let storage = try gradient.operand(in: layout, operandType)
+            converted = (layout, storage)
+            return storage
+        }
         if inputNeedsGradient {
             let backward = try PrimitiveCache.shared.primitive(PrimitiveKey(kind: "conv_bwd_d", values: keyValues)) {
                 try backwardDescriptor(input.shape, outputShape, sourceLayout, outputLayout, types: (dnnl_f32, operandType),
@@ -220,8 +267,7 @@ private func convolution2D(_ input: Tensor, weight: Tensor, bias: Tensor?, geome
                     }
                 }
             }
-            let outputGradient = try gradient.operand(in: try layoutOf(backward, DNNL_ARG_DIFF_DST, outputShape, name),
-                                                      operandType)
+            let outputGradient = try gradientOperand(try layoutOf(backward, DNNL_ARG_DIFF_DST, outputShape, name))
             let backwardWeightMD = backward.descriptor(for: DNNL_ARG_WEIGHTS)
             let backwardWeight = descriptorsEqual(backwardWeightMD, weightMD) ? kernelWeight
                 : try Tensor.reorderRaw(plainWeight.storage, from: plainWeightMD, to: backwardWeightMD,
@@ -255,7 +301,7 @@ private func convolution2D(_ input: Tensor, weight: Tensor, bias: Tensor?, geome
             : try Tensor.reorderRaw(source, from: try memoryDescriptor(input.shape, sourceLayout, operandType),
                                     to: try memoryDescriptor(input.shape, backwardSourceLayout, operandType),
                                     key: PrimitiveKey(kind: "conv_src_bwd", values: keyValues + [backwardSourceLayout.rawValue]))
-        let outputGradient = try gradient.operand(in: try layoutOf(backward, DNNL_ARG_DIFF_DST, outputShape, name), operandType)
+        let outputGradient = try gradientOperand(try layoutOf(backward, DNNL_ARG_DIFF_DST, outputShape, name))
         let diffWeightMD = backward.descriptor(for: DNNL_ARG_DIFF_WEIGHTS)
         let directToPlain = descriptorsEqual(diffWeightMD, plainWeightMD)
         let dw = try Tensor.uninitialized(weight.shape)
@@ -279,6 +325,9 @@ private func convolution2D(_ input: Tensor, weight: Tensor, bias: Tensor?, geome
 
 /// `FOVEA_BF16_DEPTHWISE=1` runs depthwise convolutions in bf16 too under `Precision.bf16` (for measurements).
 let bf16DepthwiseConvolutions = ProcessInfo.processInfo.environment["FOVEA_BF16_DEPTHWISE"] != nil
+
+/// `FOVEA_BF16_FLOAT_OUTPUTS=1` keeps inference convolutions' outputs f32 under `Precision.bf16` (for measurements).
+let narrowOutputsOff = ProcessInfo.processInfo.environment["FOVEA_BF16_FLOAT_OUTPUTS"] != nil
 
 /// `FOVEA_ONEDNN_SILU=1` keeps SiLU after inference convolutions as oneDNN's post-op (for measurements).
 let ownSiLUOff = ProcessInfo.processInfo.environment["FOVEA_ONEDNN_SILU"] != nil
