@@ -67,11 +67,8 @@ static void silu_range(float *values, long first, long end) {
 
 static void share(void *data) {
     const job *work = data;
-    // Shares in whole vectors (multiples of 16 elements) so that only the last share has a tail.
     long first, end;
-    thread_share((work->count + 15) / 16, &first, &end);
-    first *= 16;
-    end = end * 16 < work->count ? end * 16 : work->count;
+    thread_share_vectors(work->count, &first, &end);
     if (first < end) silu_range(work->values, first, end);
 }
 

@@ -20,9 +20,7 @@ void fovea_widen_bf16_range(const uint16_t *source, float *target, long first, l
 static void share(void *data) {
     const job *work = data;
     long first, end;
-    thread_share((work->count + 15) / 16, &first, &end);
-    first *= 16;
-    end = end * 16 < work->count ? end * 16 : work->count;
+    thread_share_vectors(work->count, &first, &end);
     if (first < end) fovea_widen_bf16_range(work->source, work->target, first, end);
 }
 

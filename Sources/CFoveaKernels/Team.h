@@ -16,4 +16,11 @@ static inline void thread_share(long count, long *first, long *end) {
     *end = count * (thread + 1) / threads;
 }
 
+// The same in whole vectors of 16 items, so that only the last share has a tail.
+static inline void thread_share_vectors(long count, long *first, long *end) {
+    thread_share((count + 15) / 16, first, end);
+    *first *= 16;
+    *end = *end * 16 < count ? *end * 16 : count;
+}
+
 #endif
