@@ -9,9 +9,19 @@ import Foundation
 /// else symmetric `s8` with scale max|x|/127 — its weights per output channel, symmetric `s8` with scale max|w|/127 —
 /// and runs oneDNN's int8 kernel, whose int32 sums are scaled back to float32 (input scale × weight scale) before bias,
 /// residual and activation. Values outside the calibrated range saturate, as in every static scheme.
+///
+/// A convolution's quantizer also records the range of the convolution's output (after its fused batch norm, residual
+/// and activation) on the calibration data, `outputRange`. With it, the int8 kernel writes its output as 8-bit integers
+/// on that range's scale (u8 or s8 by the same rule) instead of float32, as ONNX Runtime's QLinearConv does: the next
+/// int8 convolution reads them as they are, and so does a residual sum; anything else gets them widened to float32
+/// (q × scale) on first use (`Storage`). Without an output range (records written before there were any) the output
+/// is float32 and the next layer quantizes it itself.
 public final class ActivationQuantizer: @unchecked Sendable {
     private let lock = NSLock()
     private var observed: ClosedRange<Float>?
+    private var observedOutput: ClosedRange<Float>?
+    /// The weights' stamp the output range was measured with (nil: it was assigned, and belongs to the next stamp seen).
+    private var outputStamp: [Int]?
     /// The int8 weights made from one float weight tensor (kept alive here, so its identity cannot be reused), per kernel
     /// format.
     private var weightSource: Storage?
@@ -27,18 +37,48 @@ public final class ActivationQuantizer: @unchecked Sendable {
         set { lock.lock(); defer { lock.unlock() }; observed = newValue }
     }
 
+    /// The calibrated range of the layer's output, or nil (before calibration, or a layer whose output stays float32).
+    /// It belongs to the weights it was measured with (an assigned range to the weights of the next call): once they
+    /// change, in place by an optimizer or otherwise (`weightsAre`), it is dropped and the output is float32 again.
+    public var outputRange: ClosedRange<Float>? {
+        get { lock.lock(); defer { lock.unlock() }; return observedOutput }
+        set { lock.lock(); defer { lock.unlock() }; (observedOutput, outputStamp) = (newValue, nil) }
+    }
+
     /// Whether the input is quantized unsigned (`u8`: the range has no negative value) rather than signed (`s8`).
-    public var isUnsigned: Bool { (range?.lowerBound ?? -1) >= 0 }
+    public var isUnsigned: Bool { Self.isUnsigned(range) }
 
     /// The float value of one quantization step: max/255 for u8, max|x|/127 for s8 (1 for a range of zeros).
-    public var scale: Float? {
+    public var scale: Float? { Self.scale(of: range) }
+
+    /// The 8-bit type (unsigned or not) and step of the output, by the same rules as the input's, once calibrated.
+    public var outputQuantization: (unsigned: Bool, scale: Float)? {
+        let range = outputRange
+        return Self.scale(of: range).map { (Self.isUnsigned(range), $0) }
+    }
+
+    private static func isUnsigned(_ range: ClosedRange<Float>?) -> Bool { (range?.lowerBound ?? -1) >= 0 }
+
+    private static func scale(of range: ClosedRange<Float>?) -> Float? {
         guard let range else { return nil }
-        let magnitude = isUnsigned ? range.upperBound / 255 : max(-range.lowerBound, range.upperBound) / 127
+        let magnitude = isUnsigned(range) ? range.upperBound / 255 : max(-range.lowerBound, range.upperBound) / 127
         return magnitude > 0 && magnitude.isFinite ? magnitude : 1
     }
 
-    /// Widens the range to cover `x`'s values (calibration).
+    /// Widens the input range to cover `x`'s values (calibration).
     func observe(_ x: Tensor) throws {
+        try observe(x, into: \.observed)
+    }
+
+    /// Widens the output range to cover `y`'s values (calibration).
+    func observeOutput(_ y: Tensor) throws {
+        try observe(y, into: \.observedOutput)
+        lock.lock()
+        defer { lock.unlock() }
+        outputStamp = weightStamp
+    }
+
+    private func observe(_ x: Tensor, into field: ReferenceWritableKeyPath<ActivationQuantizer, ClosedRange<Float>?>) throws {
         let (low, high) = try x.withPlainElements { values -> (Float, Float) in
             var low = Float.infinity, high = -Float.infinity
             for value in values where value.isFinite {
@@ -50,15 +90,19 @@ public final class ActivationQuantizer: @unchecked Sendable {
         guard low <= high else { return }
         lock.lock()
         defer { lock.unlock() }
-        observed = observed.map { min($0.lowerBound, low)...max($0.upperBound, high) } ?? low...high
+        self[keyPath: field] = self[keyPath: field].map { min($0.lowerBound, low)...max($0.upperBound, high) } ?? low...high
     }
 
     /// Tells the quantizer which version of the layer's weights comes next (the parameters' versions, which change when
-    /// an optimizer updates them in place): the int8 weights made from other versions are dropped.
+    /// an optimizer updates them in place): the int8 weights made from other versions are dropped, and so is an output
+    /// range measured with another version.
     public func weightsAre(_ stamp: [Int]) {
         lock.lock()
         defer { lock.unlock() }
         if stamp != weightStamp { (weightStamp, weightSource, kernelWeights) = (stamp, nil, [:]) }
+        if observedOutput != nil {
+            if outputStamp == nil { outputStamp = stamp } else if outputStamp != stamp { (observedOutput, outputStamp) = (nil, nil) }
+        }
     }
 
     /// `weight` (K, …) quantized per output channel k: round(w / s_k) in −127…127 with s_k = max|w_k| / 127, and the

@@ -4,15 +4,24 @@ import CFoveaKernels
 /// Reference-counted, 64-byte aligned Float memory. Freed blocks go back to `MemoryPool` for reuse,
 /// so a training step in steady state allocates (almost) nothing from the system.
 ///
-/// A block may instead hold its elements as bfloat16 (`init(bfloat16Of:)`: what an inference convolution under
-/// `Precision.bf16` writes, for the next convolution to read as it is); the Float block is then made, and the values
-/// widened into it, the first time anything asks for `pointer`, after which the bfloat16 copy is dropped.
+/// A block may instead hold its elements in a narrower type, as an inference convolution wrote them for the next
+/// convolution to read as they are: bfloat16 (`init(capacity:bfloat16Of:)`, under `Precision.bf16`) or 8-bit integers
+/// with a scale (`init(capacity:int8Of:scale:unsigned:)`, under `Precision.int8`). The Float block is then made, and
+/// the values widened into it, the first time anything asks for `pointer`, after which the narrow copy is dropped.
 public final class Storage: @unchecked Sendable {
     /// Number of Float elements the block holds (may exceed the tensor's logical count for blocked layouts).
     public let capacity: Int
     private var base: UnsafeMutablePointer<Float>?
-    /// The elements as bfloat16 (two to a Float slot) while they have not been widened into `base`.
-    private var narrow: Storage?
+    /// The elements in a narrower type while they have not been widened into `base`.
+    private var narrow: Narrow?
+
+    /// How the elements are held while they are narrow.
+    enum Narrow {
+        /// bfloat16, two to a Float slot.
+        case bfloat16(Storage)
+        /// 8-bit integers q, four to a Float slot, standing for q × `scale`; u8 when `unsigned`, else s8.
+        case int8(Storage, scale: Float, unsigned: Bool)
+    }
 
     init(capacity: Int) {
         self.capacity = capacity
@@ -24,10 +33,18 @@ public final class Storage: @unchecked Sendable {
     init(capacity: Int, bfloat16Of narrow: Storage) {
         precondition(narrow.capacity * 2 >= capacity, "a bfloat16 block of \(narrow.capacity * 2) elements for \(capacity)")
         self.capacity = capacity
-        self.narrow = narrow
+        self.narrow = .bfloat16(narrow)
     }
 
-    /// First element (as Float: bfloat16 values are widened first).
+    /// A block of `capacity` Float elements whose values are, for now, q × `scale` for the 8-bit integers q in `narrow`
+    /// (u8 when `unsigned`, else s8; at least `capacity` bytes, in the same layout).
+    init(capacity: Int, int8Of narrow: Storage, scale: Float, unsigned: Bool) {
+        precondition(narrow.capacity * 4 >= capacity, "an int8 block of \(narrow.capacity * 4) elements for \(capacity)")
+        self.capacity = capacity
+        self.narrow = .int8(narrow, scale: scale, unsigned: unsigned)
+    }
+
+    /// First element (as Float: narrow values are widened first).
     public var pointer: UnsafeMutablePointer<Float> {
         if let base, narrow == nil { return base }
         return widened()
@@ -35,6 +52,17 @@ public final class Storage: @unchecked Sendable {
 
     /// The bfloat16 copy of the elements, while nothing has asked for them as Float.
     var bfloat16: Storage? {
+        guard case let .bfloat16(values)? = narrowed else { return nil }
+        return values
+    }
+
+    /// The 8-bit copy of the elements and what it stands for, while nothing has asked for them as Float.
+    var int8: (values: Storage, scale: Float, unsigned: Bool)? {
+        guard case let .int8(values, scale, unsigned)? = narrowed else { return nil }
+        return (values, scale, unsigned)
+    }
+
+    private var narrowed: Narrow? {
         Storage.widening.lock()
         defer { Storage.widening.unlock() }
         return narrow
@@ -45,8 +73,12 @@ public final class Storage: @unchecked Sendable {
         defer { Storage.widening.unlock() }
         if let narrow {
             let target = base ?? MemoryPool.shared.take(capacity)
-            let source = UnsafeRawPointer(narrow.pointer).assumingMemoryBound(to: UInt16.self)
-            fovea_widen_bf16(source, target, capacity)
+            switch narrow {
+            case let .bfloat16(values):
+                fovea_widen_bf16(UnsafeRawPointer(values.pointer).assumingMemoryBound(to: UInt16.self), target, capacity)
+            case let .int8(values, scale, unsigned):
+                fovea_widen_int8(UnsafeRawPointer(values.pointer), unsigned ? 1 : 0, scale, target, capacity)
+            }
             base = target
             self.narrow = nil
         }

@@ -83,8 +83,10 @@ extension ModelSidecar {
             guard quantization.scheme == QuantizationRecord.staticInt8 else {
                 throw bad("quantization.scheme", "'\(quantization.scheme.prefix(40))' is not \(QuantizationRecord.staticInt8)")
             }
-            for (layer, range) in quantization.inputs where !(range.count == 2 && range.allSatisfy(\.isFinite) && range[0] <= range[1]) {
-                throw bad("quantization.inputs", "the range of \(layer.prefix(100)) is \(range.prefix(4)); it must be [lowest, highest], finite")
+            for (field, ranges) in [("inputs", quantization.inputs), ("outputs", quantization.outputs ?? [:])] {
+                for (layer, range) in ranges where !(range.count == 2 && range.allSatisfy(\.isFinite) && range[0] <= range[1]) {
+                    throw bad("quantization.\(field)", "the range of \(layer.prefix(100)) is \(range.prefix(4)); it must be [lowest, highest], finite")
+                }
             }
         }
     }

@@ -4,9 +4,10 @@ import FoveaNN
 import FoveaTensor
 
 /// What static post-training quantization measured for a model, kept in its sidecar (`quantization`): the input range of
-/// every convolution and fully connected layer on the calibration images. With it, the model runs in int8 (see
-/// `ActivationQuantizer` and `Precision.int8`): inputs per tensor from these ranges, weights per output channel from the
-/// float32 weights the file keeps (batch norm folded in first), so the architecture's state dict is unchanged.
+/// every convolution and fully connected layer on the calibration images, and the output range of every convolution.
+/// With it, the model runs in int8 (see `ActivationQuantizer` and `Precision.int8`): inputs per tensor from these
+/// ranges, weights per output channel from the float32 weights the file keeps (batch norm folded in first), so the
+/// architecture's state dict is unchanged; convolution outputs stay 8-bit on their ranges' scales between int8 layers.
 public struct QuantizationRecord: Codable, Equatable, Sendable {
     /// `int8-static`: per-tensor activations from calibration, per-channel symmetric weights.
     public var scheme = QuantizationRecord.staticInt8
@@ -14,12 +15,15 @@ public struct QuantizationRecord: Codable, Equatable, Sendable {
     public var calibration: String
     /// Layer path (`layer1.0.conv1`, `fc`) → [lowest, highest] value of its input on the calibration images.
     public var inputs: [String: [Float]]
+    /// Convolution path → [lowest, highest] value of its output (after its fused batch norm, residual and activation).
+    /// Absent in records written before outputs were measured: those convolutions write float32 outputs.
+    public var outputs: [String: [Float]]?
 
     /// The one scheme there is.
     public static let staticInt8 = "int8-static"
 
-    public init(calibration: String, inputs: [String: [Float]]) {
-        (self.calibration, self.inputs) = (calibration, inputs)
+    public init(calibration: String, inputs: [String: [Float]], outputs: [String: [Float]]? = nil) {
+        (self.calibration, self.inputs, self.outputs) = (calibration, inputs, outputs)
     }
 }
 
@@ -43,7 +47,7 @@ public enum PostTrainingQuantization {
         guard data.count > 0 else { throw TrainingError.noSamples("the calibration set is empty") }
         let count = min(images, data.count)
         model.eval()
-        for (_, quantizer) in quantizers(of: model) { quantizer.range = nil }
+        for (_, quantizer) in quantizers(of: model) { (quantizer.range, quantizer.outputRange) = (nil, nil) }
         try ActivationQuantizer.calibrate {
             try Autodiff.withoutRecording {
                 for start in stride(from: 0, to: count, by: batchSize) {
@@ -52,14 +56,16 @@ public enum PostTrainingQuantization {
                 }
             }
         }
-        return QuantizationRecord(calibration: calibration, inputs: ranges(of: model))
+        return QuantizationRecord(calibration: calibration, inputs: ranges(of: model), outputs: ranges(of: model, \.outputRange))
     }
 
-    /// The calibrated input ranges of `model`'s layers, by path (layers that never ran have none).
-    public static func ranges(of model: Layer) -> [String: [Float]] {
+    /// The calibrated input ranges (or, with `\.outputRange`, output ranges) of `model`'s layers, by path (layers that
+    /// never ran have none).
+    public static func ranges(of model: Layer,
+                              _ which: KeyPath<ActivationQuantizer, ClosedRange<Float>?> = \.range) -> [String: [Float]] {
         var result: [String: [Float]] = [:]
         for (path, quantizer) in quantizers(of: model) {
-            if let range = quantizer.range { result[path] = [range.lowerBound, range.upperBound] }
+            if let range = quantizer[keyPath: which] { result[path] = [range.lowerBound, range.upperBound] }
         }
         return result
     }
@@ -73,19 +79,23 @@ public enum PostTrainingQuantization {
                                              + "\(QuantizationRecord.staticInt8)")
         }
         let layers = Dictionary(quantizers(of: model), uniquingKeysWith: { first, _ in first })
-        var assignments: [(ActivationQuantizer, ClosedRange<Float>)] = []
-        for (name, values) in record.inputs.sorted(by: { $0.key < $1.key }) {
-            guard let quantizer = layers[name] else {
-                throw TrainingError.badModelFile(path: path, reason: "quantization names '\(name.prefix(100))', which is no "
-                                                 + "convolution or fully connected layer of the model")
+        var assignments: [(ActivationQuantizer, ReferenceWritableKeyPath<ActivationQuantizer, ClosedRange<Float>?>,
+                           ClosedRange<Float>)] = []
+        for (ranges, field, what) in [(record.inputs, \ActivationQuantizer.range, "range"),
+                                      (record.outputs ?? [:], \ActivationQuantizer.outputRange, "output range")] {
+            for (name, values) in ranges.sorted(by: { $0.key < $1.key }) {
+                guard let quantizer = layers[name] else {
+                    throw TrainingError.badModelFile(path: path, reason: "quantization names '\(name.prefix(100))', which is no "
+                                                     + "convolution or fully connected layer of the model")
+                }
+                guard values.count == 2, values.allSatisfy(\.isFinite), values[0] <= values[1] else {
+                    throw TrainingError.badModelFile(path: path, reason: "quantization \(what) of \(name) is \(values.prefix(4)); "
+                                                     + "it must be [lowest, highest], finite")
+                }
+                assignments.append((quantizer, field, values[0]...values[1]))
             }
-            guard values.count == 2, values.allSatisfy(\.isFinite), values[0] <= values[1] else {
-                throw TrainingError.badModelFile(path: path, reason: "quantization range of \(name) is \(values.prefix(4)); "
-                                                 + "it must be [lowest, highest], finite")
-            }
-            assignments.append((quantizer, values[0]...values[1]))
         }
-        for (_, quantizer) in layers { quantizer.range = nil }
-        for (quantizer, range) in assignments { quantizer.range = range }
+        for (_, quantizer) in layers { (quantizer.range, quantizer.outputRange) = (nil, nil) }
+        for (quantizer, field, range) in assignments { quantizer[keyPath: field] = range }
     }
 }

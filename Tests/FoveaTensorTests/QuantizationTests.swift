@@ -75,10 +75,16 @@ struct QuantizationTests {
                            activation: withResidual ? .relu : nil, quantizer: quantizer)
             }
         }
-        _ = try ActivationQuantizer.calibrate { try run() }
+        let calibrated = try ActivationQuantizer.calibrate { try run() }.toArray()
         let range = try #require(quantizer.range)
         #expect(abs(Double(range.lowerBound) - x.values.min()!) < 1e-6 && abs(Double(range.upperBound) - x.values.max()!) < 1e-6)
         #expect(quantizer.isUnsigned == nonNegative)
+        let outputRange = try #require(quantizer.outputRange)
+        #expect(outputRange == calibrated.min()!...calibrated.max()!, "the output range is that of the f32 result")
+        let (outputUnsigned, outputStep) = try #require(quantizer.outputQuantization)
+        let eightBitOutput = try Precision.run(.int8) { try run() }
+        let eightBit = try eightBitOutput.toArray().map { Double($0) }
+        quantizer.outputRange = nil
         let y = try Precision.run(.int8) { try run() }
         let scale = try #require(quantizer.scale)
         let (wq, weightScales) = Self.quantizedWeights(w)
@@ -95,6 +101,112 @@ struct QuantizationTests {
         #expect(relativeError(actual, expected) < 1e-4, "against the quantized arithmetic: \(relativeError(actual, expected))")
         let error = relativeError(actual, reference)
         #expect(error < 3e-2 && error > 1e-4, "against f32: \(error) (quantization should be visible, and small)")
+        // With the output range, the output is 8-bit on its scale: every value q·s_o for an integer q of the output's
+        // type, the nearest such value to the quantized arithmetic's result (within the f32 slack above, where it falls
+        // between two steps). Not with a float32 residual: that output stays float32.
+        #expect(outputUnsigned == (calibrated.min()! >= 0))
+        if withResidual {
+            #expect(eightBit == actual, "a float32 residual keeps the output float32")
+        } else {
+            Self.expectOnGrid(eightBit, nearest: expected, step: outputStep, unsigned: outputUnsigned)
+            #expect(eightBit != actual, "the 8-bit output differs from the float32 one")
+        }
+    }
+
+    /// Every value of `actual` is q·`step` for an integer q in u8 or s8, the one nearest `expected` (allowing the f32
+    /// rounding of a kernel, 1e-4 relative, where `expected` is near the middle of two steps).
+    static func expectOnGrid(_ actual: [Double], nearest expected: [Double], step: Float, unsigned: Bool,
+                             sourceLocation: SourceLocation = #_sourceLocation) {
+        let (low, high): (Double, Double) = unsigned ? (0, 255) : (-128, 127)
+        var misses = 0, worst = 0.0
+        for (value, wanted) in zip(actual, expected) {
+            let q = (value / Double(step)).rounded()
+            let onGrid = Double(Float(q) * step) == value && (low...high).contains(q)
+            let target = max(low, min(high, wanted / Double(step))) * Double(step)
+            let distance = abs(value - target)
+            worst = max(worst, distance / Double(step))
+            if !onGrid || distance > 0.5 * Double(step) + 1e-4 * abs(wanted) + 1e-7 { misses += 1 }
+        }
+        #expect(misses == 0, "\(misses) of \(actual.count) values off the nearest step (worst \(worst) steps)",
+                sourceLocation: sourceLocation)
+    }
+
+    /// One convolution of the chain test: its parameters, its quantizer, and what runs it.
+    struct ChainLayer {
+        var weight: ReferenceArray, bias: ReferenceArray, groups: Int, padding: Int
+        var residual: Int?, activation: Activation?
+        let quantizer = ActivationQuantizer()
+    }
+
+    @Test("int8 convolutions hand 8-bit outputs on (conv, conv ignoring its own scale, u8 residual, s8, s8 residual into u8, depthwise ReLU6, SiLU in f32), each stage the quantized arithmetic on its actual input",
+          .enabled(if: supported))
+    func chain() throws {
+        var generator = SeededGenerator(seed: 23)
+        let x = randomArray([2, 16, 10, 10], &generator)
+        func layer(_ k: Int, _ c: Int, _ r: Int, groups: Int = 1, residual: Int? = nil, _ activation: Activation?) -> ChainLayer {
+            ChainLayer(weight: randomArray([k, c, r, r], &generator, scale: 0.25), bias: randomArray([k], &generator, scale: 0.2),
+                       groups: groups, padding: r / 2, residual: residual, activation: activation)
+        }
+        // Stage i reads stage i−1's output (stage 0 reads x); `residual: j` adds stage j's output.
+        let layers = [layer(32, 16, 3, .relu), layer(32, 32, 3, .relu), layer(32, 32, 3, residual: 0, .relu),
+                      layer(32, 32, 1, nil), layer(32, 32, 3, residual: 3, .relu), layer(32, 1, 3, groups: 32, .relu6),
+                      layer(16, 32, 1, .silu)]
+        let xt = try Tensor(shape: x.shape, values: x.floats)
+        let tensors = try layers.map { (try Tensor(shape: $0.weight.shape, values: $0.weight.floats),
+                                        try Tensor(shape: $0.bias.shape, values: $0.bias.floats)) }
+        func run() throws -> [Tensor] {
+            try Autodiff.withoutRecording {
+                var outputs: [Tensor] = []
+                for (index, layer) in layers.enumerated() {
+                    let geometry = ConvolutionGeometry(padding: [layer.padding, layer.padding], groups: layer.groups)
+                    outputs.append(try conv2d(index == 0 ? xt : outputs[index - 1], weight: tensors[index].0, bias: tensors[index].1,
+                                              geometry: geometry, residual: layer.residual.map { outputs[$0] },
+                                              activation: layer.activation, quantizer: layer.quantizer))
+                }
+                return outputs
+            }
+        }
+        _ = try ActivationQuantizer.calibrate { try run() }
+        // The second convolution's own input scale is made wrong: it must read the first one's 8-bit output as it is.
+        let ownRange = try #require(layers[1].quantizer.range)
+        layers[1].quantizer.range = ownRange.lowerBound...(ownRange.upperBound * 3)
+        let outputs = try Precision.run(.int8) { try run() }
+        let values = try outputs.map { output in try output.toArray().map { Double($0) } }
+        let steps = layers.map(\.quantizer.outputQuantization)
+        #expect(steps.map { $0?.unsigned } == [true, true, true, false, true, true, nil], "u8 after ReLU, s8 without; none before SiLU")
+        for (index, layer) in layers.enumerated() {
+            // The stage's input as integers and their scale: x quantized by the layer, or the previous stage's output.
+            let (input, inputScale): (ReferenceArray, Double)
+            if index == 0 {
+                let scale = try #require(layer.quantizer.scale)
+                (input, inputScale) = (Self.quantized(x, scale: scale, unsigned: false), Double(scale))
+            } else {
+                let step = Double(try #require(steps[index - 1]).scale)
+                input = ReferenceArray(shape: outputs[index - 1].shape, values: values[index - 1].map { ($0 / step).rounded() })
+                inputScale = step
+            }
+            let (wq, weightScales) = Self.quantizedWeights(layer.weight)
+            let sums = Reference.conv2d(input, weight: wq, bias: nil, stride: [1, 1], padding: [layer.padding, layer.padding],
+                                        dilation: [1, 1], groups: layer.groups)
+            let plane = sums.shape[2] * sums.shape[3], channels = sums.shape[1]
+            var expected = sums.values.enumerated().map { i, sum in
+                sum * inputScale * weightScales[(i / plane) % channels] + layer.bias.values[(i / plane) % channels]
+            }
+            if let residual = layer.residual { expected = zip(expected, values[residual]).map { $0 + $1 } }
+            expected = expected.map { value in
+                switch layer.activation {
+                case .relu?: return max(value, 0)
+                case .relu6?: return min(max(value, 0), 6)
+                case .silu?: return value / (1 + exp(-value))
+                default: return value
+                }
+            }
+            if let step = steps[index], layer.activation != .silu {
+                Self.expectOnGrid(values[index], nearest: expected, step: step.scale, unsigned: step.unsigned)
+            } else {
+                #expect(relativeError(values[index], expected) < 1e-4, "stage \(index) in f32: \(relativeError(values[index], expected))")
+            }
+        }
     }
 
     @Test("int8 inner products equal the quantized arithmetic done directly", .enabled(if: supported))

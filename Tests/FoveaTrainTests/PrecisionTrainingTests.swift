@@ -110,6 +110,8 @@ struct QuantizedModelTests {
         #expect(Set(record.inputs.keys) == ["conv1", "conv2", "fc1", "fc2", "fc3"])
         // The first convolution sees normalised pixels (negative too): s8; the others follow ReLUs: u8 (no negatives).
         #expect(record.inputs["conv1"]![0] < 0 && record.inputs["fc1"]![0] >= 0)
+        // Convolutions also record their outputs' ranges, so that their int8 outputs stay 8-bit.
+        #expect(Set(record.outputs?.keys.map { $0 } ?? []) == ["conv1", "conv2"])
         func accuracy(_ weights: String, _ extra: [String] = []) throws -> Double {
             let result = try runFovea(["evaluate", "--weights", weights, "--json"] + extra)
             try #require(result.status == 0, "\(result.error)")
@@ -132,6 +134,11 @@ struct QuantizedModelTests {
         let logits8 = try Precision.run(.int8) { try Autodiff.withoutRecording { try model(images).toArray() } }
         let difference = zip(logits32, logits8).map { abs($0 - $1) }.max() ?? 0
         #expect(difference > 0 && difference < 0.5 * (logits32.map(abs).max() ?? 1), "largest logit difference \(difference)")
+        // The loaded first convolution writes 8-bit outputs on its recorded scale: every value q·step for an integer q.
+        let conv1 = try #require(model.namedLayers().first { $0.0 == "conv1" }?.1 as? Conv2D)
+        let step = try #require(conv1.inputQuantizer.outputQuantization).scale
+        let features = try Precision.run(.int8) { try Autodiff.withoutRecording { try conv1(images).toArray() } }
+        #expect(features.allSatisfy { Float(($0 / step).rounded()) * step == $0 } && Set(features).count > 10)
         // predict runs it in int8 as well and names the same top class as the fp32 file for a test image.
         let image = run + "/image.png"
         let (sample, _) = try set.sampleBytes(0, epoch: nil)
@@ -231,7 +238,9 @@ struct QuantizedLayerTests {
             for i in 0..<parameter.value.count { pointer[i] = -2 * pointer[i] + 0.01 * Float(i % 5) }
             parameter.markModified()
         }
+        #expect(conv.inputQuantizer.outputRange != nil)
         let after = try outputs()
         #expect(after.0 < 0.05 && after.1 < 0.05, "int8 against fp32 after the update: \(after)")
+        #expect(conv.inputQuantizer.outputRange == nil, "the output range measured with the old weights is dropped")
     }
 }

@@ -52,6 +52,13 @@ void fovea_widen_bf16(const uint16_t *source, float *target, long count);
 /// The same over [first, end) on the calling thread (for tests).
 void fovea_widen_bf16_range(const uint16_t *source, float *target, long first, long end);
 
+/// int8 → float32 (dequantization): `target[i]` = (float)`source[i]` × `scale`, for i < `count`; the source is
+/// unsigned (u8) when `is_unsigned` is nonzero, else signed (s8). Runs on oneDNN's OpenMP threads.
+void fovea_widen_int8(const void *source, int is_unsigned, float scale, float *target, long count);
+
+/// The same over [first, end) on the calling thread (for tests).
+void fovea_widen_int8_range(const void *source, int is_unsigned, float scale, float *target, long first, long end);
+
 /// SHA-256 (FIPS 180-4), fed in pieces: init, update with each piece in order, final writes the 32-byte digest.
 /// Blocks go through the CPU's SHA extensions where it has them, else through portable C.
 typedef struct {

@@ -125,14 +125,21 @@ struct Epilogue: Hashable {
     var sum = false
     /// Elementwise function applied last.
     var activation: Activation?
+    /// What the destination's previous contents are multiplied by before they are added (int8 kernels: the residual's
+    /// scale over the output's).
+    var sumScale: Float = 1
+    /// The type the previous contents are read as, when it differs from the destination's (same size: s8 into u8), as
+    /// a `dnnl_data_type_t` raw value.
+    var sumType: UInt32?
 
     var isEmpty: Bool { !sum && activation == nil }
 
     /// A key fragment for the primitive cache.
     var keyValues: [Int] {
-        guard let activation else { return [sum ? 1 : 0, -1] }
+        let summing = sum ? [1, Int(sumScale.bitPattern), Int(sumType ?? 0)] : [0]
+        guard let activation else { return summing + [-1] }
         let (algorithm, alpha, beta) = activation.algorithm
-        return [sum ? 1 : 0, Int(algorithm.rawValue), Int(alpha.bitPattern), Int(beta.bitPattern)]
+        return summing + [Int(algorithm.rawValue), Int(alpha.bitPattern), Int(beta.bitPattern)]
     }
 }
 
@@ -157,7 +164,10 @@ func makePrimitiveDescriptor<Descriptor>(_ opDescriptor: inout Descriptor, hint:
         var postOps: dnnl_post_ops_t?
         try check(dnnl_post_ops_create(&postOps), "dnnl_post_ops_create(\(name))")
         defer { dnnl_post_ops_destroy(postOps) }
-        if epilogue.sum { try check(dnnl_post_ops_append_sum(postOps, 1), "dnnl_post_ops_append_sum(\(name))") }
+        if epilogue.sum {
+            let type = epilogue.sumType.map { dnnl_data_type_t(rawValue: $0) } ?? dnnl_data_type_undef
+            try check(dnnl_post_ops_append_sum_v2(postOps, epilogue.sumScale, type), "dnnl_post_ops_append_sum_v2(\(name))")
+        }
         if let activation = epilogue.activation {
             let (algorithm, alpha, beta) = activation.algorithm
             try check(dnnl_post_ops_append_eltwise(postOps, 1, algorithm, alpha, beta), "dnnl_post_ops_append_eltwise(\(name))")

@@ -43,8 +43,9 @@ public struct ConvolutionGeometry: Hashable, Sendable {
 /// With `prepared` (inference only: ignored when the tape records), the weights reordered into the kernel's format are
 /// kept there and reused by later calls. The caller owns `prepared` and must `reset` it whenever `weight` changes.
 ///
-/// With `quantizer` (inference only), the convolution records its input's range while `ActivationQuantizer.calibrate`
-/// runs, and runs oneDNN's int8 kernel under `Precision.run(.int8)` once calibrated.
+/// With `quantizer` (inference only), the convolution records its input's and its output's ranges while
+/// `ActivationQuantizer.calibrate` runs, and runs oneDNN's int8 kernel under `Precision.run(.int8)` once calibrated
+/// (its output then in 8 bits where it can be: see `ActivationQuantizer`).
 public func conv2d(_ input: Tensor, weight: Tensor, bias: Tensor? = nil,
                    geometry: ConvolutionGeometry = ConvolutionGeometry(), residual: Tensor? = nil, activation: Activation? = nil,
                    prepared: PreparedWeights? = nil, quantizer: ActivationQuantizer? = nil, name: String = "conv2d") throws -> Tensor {
@@ -103,10 +104,17 @@ private func convolution2D(_ input: Tensor, weight: Tensor, bias: Tensor?, geome
     }
     let training = Autodiff.recording && (input.node != nil || weight.node != nil || bias?.node != nil)
     switch quantizer?.action(training: training) {
-    case .observe?: try quantizer?.observe(input)
+    case .observe?:
+        // Calibration: the input's range, and the output's where an int8 kernel could write it in 8 bits.
+        try quantizer?.observe(input)
+        let y = try convolution2D(input, weight: weight, bias: bias, geometry: geometry, residual: residual, activation: activation,
+                                  prepared: prepared, quantizer: nil, name: name, narrowOutput: narrowOutput)
+        if narrowOutput { try quantizer?.observeOutput(y) }
+        return y
     case let .quantize(unsigned, scale)?:
         return try quantizedConvolution(input, weight: weight, bias: bias, geometry: g, outputShape: outputShape, residual: residual,
-                                        activation: activation, quantizer: quantizer!, unsigned: unsigned, scale: scale, name: name)
+                                        activation: activation, quantizer: quantizer!, unsigned: unsigned, scale: scale,
+                                        narrowOutput: narrowOutput, name: name)
     case .none?, nil: break
     }
     let epilogue = Epilogue(sum: residual != nil, activation: activation)

@@ -1,20 +1,46 @@
+import Foundation
 import CDNNL
 
-/// int8 inference convolution (see `ActivationQuantizer`): input (N,C,H,W) f32 in any layout, quantized per tensor to
-/// u8 or s8 with `scale`; weight (K,C/groups,R,S) f32, quantized per output channel to s8; bias (K) f32 → output
-/// (N,K,P,Q) f32 = activation(Σ x_q·w_q · scale·s_k + bias + residual).
+/// int8 inference convolution (see `ActivationQuantizer`): input (N,C,H,W) in any layout, quantized per tensor to u8
+/// or s8 with `scale` (or, when an int8 convolution wrote it in 8 bits, read as it is on its own scale); weight
+/// (K,C/groups,R,S) f32, quantized per output channel to s8; bias (K) f32 → output (N,K,P,Q) =
+/// activation(Σ x_q·w_q · scale·s_k + bias + residual).
+///
+/// The output is 8-bit (`Storage(capacity:int8Of:scale:unsigned:)`) on the quantizer's calibrated output scale s_o
+/// when there is one, `narrowOutput` holds, the activation commutes with scaling (ReLU, leaky ReLU, ReLU6 and other
+/// clips, linear) and a residual, if any, is 8-bit too; float32 otherwise. For an 8-bit output the kernel's output
+/// scales are scale·s_k / s_o, the residual's integers are added with weight s_r / s_o and the activation runs on the
+/// output's scale (clip bounds divided by s_o), so that oneDNN rounds (nearest even) and saturates the result once.
 ///
 /// oneDNN 2.x adds the bias to the int32 sums before its output scales, so the kernel is given bias / (scale·s_k).
 func quantizedConvolution(_ input: Tensor, weight: Tensor, bias: Tensor?, geometry g: ConvolutionGeometry, outputShape: [Int],
-                          residual: Tensor?, activation: Activation?, quantizer: ActivationQuantizer, unsigned: Bool,
-                          scale: Float, name: String) throws -> Tensor {
+                          residual: Tensor?, activation: Activation?, quantizer: ActivationQuantizer, unsigned calibratedUnsigned: Bool,
+                          scale calibratedScale: Float, narrowOutput: Bool, name: String) throws -> Tensor {
     let k = weight.shape[0]
     let (weightValues, weightScales) = try quantizer.quantizedWeight(weight)
-    let outputScales = weightScales.map { $0 * scale }
+    let narrowInput = input.storage.int8
+    let (unsigned, scale) = narrowInput.map { ($0.unsigned, $0.scale) } ?? (calibratedUnsigned, calibratedScale)
     let sourceType = unsigned ? dnnl_u8 : dnnl_s8
-    let epilogue = Epilogue(sum: residual != nil, activation: activation)
+    let sumScales = weightScales.map { $0 * scale }
+    let narrowResidual = residual?.storage.int8
+    var output: (unsigned: Bool, scale: Float)?
+    var kernelActivation = activation
+    if narrowOutput && !int8FloatOutputs, let step = quantizer.outputQuantization, residual == nil || narrowResidual != nil {
+        if let activation {
+            if let scaled = activation.onScale(step.scale) { (output, kernelActivation) = (step, scaled) }
+        } else {
+            output = step
+        }
+    }
+    let destinationType = output.map { $0.unsigned ? dnnl_u8 : dnnl_s8 } ?? dnnl_f32
+    let outputScales = output.map { step in sumScales.map { $0 / step.scale } } ?? sumScales
+    var epilogue = Epilogue(sum: residual != nil, activation: kernelActivation)
+    if let output, let narrowResidual {
+        epilogue.sumScale = narrowResidual.scale / output.scale
+        if narrowResidual.unsigned != output.unsigned { epilogue.sumType = (narrowResidual.unsigned ? dnnl_u8 : dnnl_s8).rawValue }
+    }
     let keyValues = input.shape + weight.shape + g.stride + g.padding + g.dilation + [g.groups, bias == nil ? 0 : 1]
-        + epilogue.keyValues + [Int(sourceType.rawValue), scalesKey(outputScales)]
+        + epilogue.keyValues + [Int(sourceType.rawValue), Int(destinationType.rawValue), scalesKey(outputScales)]
     let weightShape5 = g.groups == 1 ? weight.shape : [g.groups, k / g.groups] + weight.shape.dropFirst()
     let strides = g.stride.map(Int64.init), padding = g.padding.map(Int64.init)
     let dilation = g.dilation.map { Int64($0 - 1) }
@@ -25,7 +51,8 @@ func quantizedConvolution(_ input: Tensor, weight: Tensor, bias: Tensor?, geomet
         for activationLayout in [Layout?.none, .nhwc, .nChw16c, .nChw8c, .plain] {
             var desc = dnnl_convolution_desc_t()
             var src = try activationLayout.map { try memoryDescriptor(input.shape, $0, sourceType) } ?? anyDescriptor(input.shape, sourceType)
-            var dst = try activationLayout.map { try memoryDescriptor(outputShape, $0) } ?? anyDescriptor(outputShape)
+            var dst = try activationLayout.map { try memoryDescriptor(outputShape, $0, destinationType) }
+                ?? anyDescriptor(outputShape, destinationType)
             var wei = try anyDescriptor(weightShape5, dnnl_s8)
             var biasMD = bias == nil ? dnnl_memory_desc_t() : try memoryDescriptor([k], .plain)
             try check(dnnl_dilated_convolution_forward_desc_init(&desc, dnnl_forward_inference, dnnl_convolution_direct, &src, &wei,
@@ -45,7 +72,12 @@ func quantizedConvolution(_ input: Tensor, weight: Tensor, bias: Tensor?, geomet
         throw TensorError.invalidArgument(operation: name, message: "no int8 convolution implementation for \(input.shape) in a known layout")
     }
     let sourceLayout = try layoutOf(forward, DNNL_ARG_SRC, input.shape, name)
-    let source = try input.quantized(in: sourceLayout, sourceType, scale: scale)
+    let source: Storage
+    if let narrowInput {
+        source = try rearranged(narrowInput.values, outputOf: input, type: sourceType, to: sourceLayout, kind: "operand8")
+    } else {
+        source = try input.quantized(in: sourceLayout, sourceType, scale: scale)
+    }
     let kernelWeight = try quantizer.kernelWeight(for: PrimitiveKey(kind: "conv_q8_w", values: keyValues)) {
         var plain = try memoryDescriptor(weightShape5, .plain, dnnl_s8)
         if g.groups > 1 {
@@ -55,17 +87,61 @@ func quantizedConvolution(_ input: Tensor, weight: Tensor, bias: Tensor?, geomet
                                      key: PrimitiveKey(kind: "conv_q8_w", values: keyValues))
     }
     let destinationLayout = try layoutOf(forward, DNNL_ARG_DST, outputShape, name)
-    let result = try Tensor.uninitialized(outputShape, layout: destinationLayout)
-    if let residual {
-        // The sum post-op adds what the destination holds: start from a copy of the residual.
-        let arranged = try residual.detached.reordered(to: destinationLayout)
-        result.storage.pointer.update(from: arranged.storage.pointer, count: min(result.storage.capacity, arranged.storage.capacity))
+    let destination: Storage
+    let result: Tensor
+    if let output {
+        destination = Storage(capacity: max((byteSize(forward.descriptor(for: DNNL_ARG_DST)) + 3) / 4, 1))
+        if let residual, let narrowResidual {
+            // The sum post-op adds what the destination holds: the residual's integers, in the destination's layout.
+            let type = narrowResidual.unsigned ? dnnl_u8 : dnnl_s8
+            let arranged = try rearranged(narrowResidual.values, outputOf: residual, type: type, to: destinationLayout, kind: "residual8")
+            UnsafeMutableRawPointer(destination.pointer).copyMemory(from: arranged.pointer,
+                                                                    byteCount: byteSize(forward.descriptor(for: DNNL_ARG_DST)))
+        }
+        let capacity = byteSize(try memoryDescriptor(outputShape, destinationLayout)) / 4
+        result = Tensor(shape: outputShape, layout: destinationLayout,
+                        storage: Storage(capacity: capacity, int8Of: destination, scale: output.scale, unsigned: output.unsigned))
+    } else {
+        result = try Tensor.uninitialized(outputShape, layout: destinationLayout)
+        destination = result.storage
+        if let residual {
+            // The sum post-op adds what the destination holds: start from a copy of the residual.
+            let arranged = try residual.detached.reordered(to: destinationLayout)
+            destination.pointer.update(from: arranged.storage.pointer, count: min(destination.capacity, arranged.storage.capacity))
+        }
     }
-    var buffers: [(Int32, Storage)] = [(DNNL_ARG_SRC, source), (DNNL_ARG_WEIGHTS, kernelWeight), (DNNL_ARG_DST, result.storage)]
-    if let bias { buffers.append((DNNL_ARG_BIAS, try kernelBias(bias, dividedBy: outputScales))) }
+    var buffers: [(Int32, Storage)] = [(DNNL_ARG_SRC, source), (DNNL_ARG_WEIGHTS, kernelWeight), (DNNL_ARG_DST, destination)]
+    if let bias { buffers.append((DNNL_ARG_BIAS, try kernelBias(bias, dividedBy: sumScales))) }
     try forward.execute(buffers)
     OperationCounter.add(outputShape.reduce(1, *) * weight.shape[1...].reduce(1, *))
     return result
+}
+
+/// Whether int8 convolutions keep float32 outputs (`FOVEA_INT8_FLOAT_OUTPUTS` set: for measurements).
+private let int8FloatOutputs = ProcessInfo.processInfo.environment["FOVEA_INT8_FLOAT_OUTPUTS"] != nil
+
+/// The 8-bit values an int8 convolution wrote for `tensor`, in `layout` (themselves when already there).
+private func rearranged(_ values: Storage, outputOf tensor: Tensor, type: dnnl_data_type_t, to layout: Layout,
+                        kind: String) throws -> Storage {
+    if layout == tensor.layout { return values }
+    return try Tensor.reorderRaw(values, from: try memoryDescriptor(tensor.shape, tensor.layout, type),
+                                 to: try memoryDescriptor(tensor.shape, layout, type),
+                                 key: PrimitiveKey(kind: kind, values: tensor.shape + [tensor.layout.rawValue, layout.rawValue,
+                                                                                        Int(type.rawValue)]))
+}
+
+extension Activation {
+    /// The same function on values divided by `step` (f(x / step) = f(x) / step), for the activations that have one:
+    /// what an int8 kernel applies to outputs already on their 8-bit scale. Nil for the others (SiLU, sigmoid, …).
+    func onScale(_ step: Float) -> Activation? {
+        switch self {
+        case .relu, .leakyRelu: return self
+        case .relu6: return .clip(lower: 0, upper: 6 / step)
+        case let .clip(lower, upper): return .clip(lower: lower / step, upper: upper / step)
+        case let .linear(scale, shift): return .linear(scale: scale, shift: shift / step)
+        case .silu, .sigmoid, .tanh, .hardSwish: return nil
+        }
+    }
 }
 
 /// A cache-key value for a primitive made with these output scales (they are part of the primitive).
