@@ -5,8 +5,13 @@
 #include "FoveaKernels.h"
 #include "Team.h"
 
+// One widening job: `kind` says what `source` holds (bf16, u8 or s8; `scale` for the 8-bit ones).
+typedef enum { widen_bf16, widen_u8, widen_s8 } widen_kind;
+
 typedef struct {
-    const uint16_t *source;
+    const void *source;
+    widen_kind kind;
+    float scale;
     float *target;
     long count;
 } job;
@@ -17,31 +22,6 @@ void fovea_widen_bf16_range(const uint16_t *source, float *target, long first, l
     uint32_t *bits = (uint32_t *)target;
     for (long i = first; i < end; i++) bits[i] = (uint32_t)source[i] << 16;
 }
-
-static void share(void *data) {
-    const job *work = data;
-    long first, end;
-    thread_share_vectors(work->count, &first, &end);
-    if (first < end) fovea_widen_bf16_range(work->source, work->target, first, end);
-}
-
-void fovea_widen_bf16(const uint16_t *source, float *target, long count) {
-    job work = {source, target, count};
-    // Below a few thousand elements waking the team costs more than the loop.
-    if (count < 16384) {
-        fovea_widen_bf16_range(source, target, 0, count);
-        return;
-    }
-    GOMP_parallel(share, &work, 0, 0);
-}
-
-typedef struct {
-    const void *source;
-    int is_unsigned;
-    float scale;
-    float *target;
-    long count;
-} int8_job;
 
 __attribute__((target_clones("avx512f", "avx2", "default")))
 void fovea_widen_int8_range(const void *source, int is_unsigned, float scale, float *target, long first, long end) {
@@ -54,18 +34,31 @@ void fovea_widen_int8_range(const void *source, int is_unsigned, float scale, fl
     }
 }
 
-static void share_int8(void *data) {
-    const int8_job *work = data;
+static void run_range(const job *work, long first, long end) {
+    if (work->kind == widen_bf16) fovea_widen_bf16_range(work->source, work->target, first, end);
+    else fovea_widen_int8_range(work->source, work->kind == widen_u8, work->scale, work->target, first, end);
+}
+
+static void share(void *data) {
+    const job *work = data;
     long first, end;
     thread_share_vectors(work->count, &first, &end);
-    if (first < end) fovea_widen_int8_range(work->source, work->is_unsigned, work->scale, work->target, first, end);
+    if (first < end) run_range(work, first, end);
+}
+
+static void run(job work) {
+    // Below a few thousand elements waking the team costs more than the loop.
+    if (work.count < 16384) {
+        run_range(&work, 0, work.count);
+        return;
+    }
+    GOMP_parallel(share, &work, 0, 0);
+}
+
+void fovea_widen_bf16(const uint16_t *source, float *target, long count) {
+    run((job){source, widen_bf16, 1, target, count});
 }
 
 void fovea_widen_int8(const void *source, int is_unsigned, float scale, float *target, long count) {
-    int8_job work = {source, is_unsigned, scale, target, count};
-    if (count < 16384) {
-        fovea_widen_int8_range(source, is_unsigned, scale, target, 0, count);
-        return;
-    }
-    GOMP_parallel(share_int8, &work, 0, 0);
+    run((job){source, is_unsigned ? widen_u8 : widen_s8, scale, target, count});
 }

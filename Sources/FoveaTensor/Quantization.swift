@@ -70,15 +70,13 @@ public final class ActivationQuantizer: @unchecked Sendable {
         try observe(x, into: \.observed)
     }
 
-    /// Widens the output range to cover `y`'s values (calibration).
+    /// Widens the output range to cover `y`'s values (calibration), measured with the current weights.
     func observeOutput(_ y: Tensor) throws {
-        try observe(y, into: \.observedOutput)
-        lock.lock()
-        defer { lock.unlock() }
-        outputStamp = weightStamp
+        try observe(y, into: \.observedOutput, stamping: true)
     }
 
-    private func observe(_ x: Tensor, into field: ReferenceWritableKeyPath<ActivationQuantizer, ClosedRange<Float>?>) throws {
+    private func observe(_ x: Tensor, into field: ReferenceWritableKeyPath<ActivationQuantizer, ClosedRange<Float>?>,
+                         stamping: Bool = false) throws {
         let (low, high) = try x.withPlainElements { values -> (Float, Float) in
             var low = Float.infinity, high = -Float.infinity
             for value in values where value.isFinite {
@@ -91,6 +89,7 @@ public final class ActivationQuantizer: @unchecked Sendable {
         lock.lock()
         defer { lock.unlock() }
         self[keyPath: field] = self[keyPath: field].map { min($0.lowerBound, low)...max($0.upperBound, high) } ?? low...high
+        if stamping { outputStamp = weightStamp }
     }
 
     /// Tells the quantizer which version of the layer's weights comes next (the parameters' versions, which change when

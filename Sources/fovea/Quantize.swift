@@ -10,11 +10,12 @@ struct Quantize: ParsableCommand {
         discussion: """
             Runs the first --calibration-images images of DATASET's training split through the model (fp32, as the
             model's sidecar preprocesses them) and records the range of every convolution's and fully connected layer's
-            input, and of every convolution's output. The output model runs those layers on oneDNN's int8 kernels (AMX-INT8 or AVX-512 VNNI where the CPU
-            has them): inputs quantized per tensor (u8 after a ReLU, else symmetric s8) from the calibrated ranges,
-            weights per output channel (symmetric s8) after batch norm is folded into them, int32 sums scaled back to
-            float32 before bias, residual and activation; a convolution's output stays 8-bit on its own range's scale
-            where its activation allows (ReLU, ReLU6, clips), for the next int8 convolution. Everything else is float32.
+            input, and of every convolution's output. The output model runs those layers on oneDNN's int8 kernels
+            (AMX-INT8 or AVX-512 VNNI where the CPU has them): inputs quantized per tensor (u8 after a ReLU, else
+            symmetric s8) from the calibrated ranges, weights per output channel (symmetric s8) after batch norm is
+            folded into them, int32 sums scaled back to float32 before bias, residual and activation; a convolution's
+            output stays 8-bit on its own range's scale where its activation allows (ReLU, ReLU6, clips), for the next
+            int8 convolution. Everything else is float32.
 
             The output is a weights file and sidecar like fovea train's: the float32 weights unchanged (the int8
             weights are made from them when the model is loaded) and the ranges under "quantization" in the sidecar.

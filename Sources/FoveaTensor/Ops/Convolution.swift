@@ -183,11 +183,7 @@ private func convolution2D(_ input: Tensor, weight: Tensor, bias: Tensor?, geome
     let sourceLayout = try layoutOf(forward, DNNL_ARG_SRC, input.shape, name)
     let source: Storage
     if let narrowInput, operandType == dnnl_bf16 {
-        source = sourceLayout == input.layout ? narrowInput
-            : try Tensor.reorderRaw(narrowInput, from: try memoryDescriptor(input.shape, input.layout, dnnl_bf16),
-                                    to: try memoryDescriptor(input.shape, sourceLayout, dnnl_bf16),
-                                    key: PrimitiveKey(kind: "operand16", values: input.shape + [input.layout.rawValue,
-                                                                                                sourceLayout.rawValue]))
+        source = try rearranged(narrowInput, outputOf: input, type: dnnl_bf16, to: sourceLayout, kind: "operand16")
     } else {
         source = try input.detached.operand(in: sourceLayout, operandType)
     }

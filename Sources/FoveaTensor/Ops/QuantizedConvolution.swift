@@ -90,13 +90,13 @@ func quantizedConvolution(_ input: Tensor, weight: Tensor, bias: Tensor?, geomet
     let destination: Storage
     let result: Tensor
     if let output {
-        destination = Storage(capacity: max((byteSize(forward.descriptor(for: DNNL_ARG_DST)) + 3) / 4, 1))
+        let bytes = byteSize(forward.descriptor(for: DNNL_ARG_DST))
+        destination = Storage(capacity: max((bytes + 3) / 4, 1))
         if let residual, let narrowResidual {
             // The sum post-op adds what the destination holds: the residual's integers, in the destination's layout.
             let type = narrowResidual.unsigned ? dnnl_u8 : dnnl_s8
             let arranged = try rearranged(narrowResidual.values, outputOf: residual, type: type, to: destinationLayout, kind: "residual8")
-            UnsafeMutableRawPointer(destination.pointer).copyMemory(from: arranged.pointer,
-                                                                    byteCount: byteSize(forward.descriptor(for: DNNL_ARG_DST)))
+            UnsafeMutableRawPointer(destination.pointer).copyMemory(from: arranged.pointer, byteCount: bytes)
         }
         let capacity = byteSize(try memoryDescriptor(outputShape, destinationLayout)) / 4
         result = Tensor(shape: outputShape, layout: destinationLayout,
@@ -120,9 +120,10 @@ func quantizedConvolution(_ input: Tensor, weight: Tensor, bias: Tensor?, geomet
 /// Whether int8 convolutions keep float32 outputs (`FOVEA_INT8_FLOAT_OUTPUTS` set: for measurements).
 private let int8FloatOutputs = ProcessInfo.processInfo.environment["FOVEA_INT8_FLOAT_OUTPUTS"] != nil
 
-/// The 8-bit values an int8 convolution wrote for `tensor`, in `layout` (themselves when already there).
-private func rearranged(_ values: Storage, outputOf tensor: Tensor, type: dnnl_data_type_t, to layout: Layout,
-                        kind: String) throws -> Storage {
+/// The narrow values (bf16 or 8-bit, of `type`) a convolution wrote for `tensor`, in `layout` (themselves when already
+/// there).
+func rearranged(_ values: Storage, outputOf tensor: Tensor, type: dnnl_data_type_t, to layout: Layout,
+                kind: String) throws -> Storage {
     if layout == tensor.layout { return values }
     return try Tensor.reorderRaw(values, from: try memoryDescriptor(tensor.shape, tensor.layout, type),
                                  to: try memoryDescriptor(tensor.shape, layout, type),
